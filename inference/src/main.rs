@@ -1,0 +1,280 @@
+//! `inference`: the command line of the CPU reference engine.
+//!
+//! The only file I/O of the crate lives here: it reads `.npy` files and model directories,
+//! calls the pure library, and prints JSON.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use eyre::{Context, Result, bail};
+use inference::merkle::H256;
+use inference::model::{MANIFEST_FILE, Model, PROGRAM_FILE, WEIGHTS_FILE};
+use inference::ops::Op;
+use inference::tensor::{DType, Tensor, TensorType};
+use inference::trace::{Trace, run};
+use inference::{demo, npy};
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+
+/// Exact integer inference on the CPU: run single ops, programs and models, and compute the
+/// trace commitments a dispute is played over.
+#[derive(Parser, Debug)]
+#[command(name = "inference", version, about, long_about = None)]
+struct Cli {
+    /// Worker threads for the kernels (default: one per core). Results do not depend on it.
+    #[arg(long, global = true, env = "INFERENCE_THREADS")]
+    threads: Option<usize>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run one op of the spec on `.npy` operands.
+    #[command(subcommand)]
+    Op(OpCommand),
+    /// Run a model on an input and print its output (the serving path: no commitments).
+    Run(RunArgs),
+    /// Run a model on an input and print its output and every execution state `s_i`.
+    Trace(TraceArgs),
+    /// Build the built-in demo model, run it end to end and print its output and trace root.
+    Demo(DemoArgs),
+    /// Print a model directory's manifest after checking its model id.
+    Info {
+        /// The model directory.
+        #[arg(long)]
+        model: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum OpCommand {
+    /// `fully_connected`: int8 x int8 with per-channel requantization (bit-exact with
+    /// TensorFlow Lite's reference int8 FULLY_CONNECTED, see docs/ops.md).
+    FullyConnected(FullyConnectedArgs),
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum OutDType {
+    I8,
+    I16,
+    I32,
+}
+
+impl From<OutDType> for DType {
+    fn from(d: OutDType) -> Self {
+        match d {
+            OutDType::I8 => DType::I8,
+            OutDType::I16 => DType::I16,
+            OutDType::I32 => DType::I32,
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+struct FullyConnectedArgs {
+    /// Input activations, int8 `[.., K]`.
+    #[arg(long)]
+    x: PathBuf,
+    /// Weights, int8 `[N, K]` (zero point 0).
+    #[arg(long)]
+    w: PathBuf,
+    /// Bias, int32 `[N]`.
+    #[arg(long)]
+    bias: PathBuf,
+    /// Per-output-channel Q31 multipliers, int32 `[N]`.
+    #[arg(long)]
+    multiplier: PathBuf,
+    /// Per-output-channel total right shifts, int32 `[N]` (`31 - tflite_shift`), 0..=62.
+    #[arg(long)]
+    shift: PathBuf,
+    /// Zero point of `x`.
+    #[arg(long, allow_negative_numbers = true)]
+    x_zero_point: i32,
+    /// Zero point of the output.
+    #[arg(long, allow_negative_numbers = true)]
+    y_zero_point: i32,
+    /// Output dtype.
+    #[arg(long, value_enum, default_value = "i8")]
+    out_dtype: OutDType,
+    /// Where to write the output `.npy`.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+#[derive(Args, Debug)]
+struct ModelInput {
+    /// The model directory (program.json, weights.safetensors, manifest.json).
+    #[arg(long)]
+    model: PathBuf,
+    /// The input tensor as `.npy` (dtype and shape as the program declares).
+    #[arg(long)]
+    input: PathBuf,
+}
+
+#[derive(Args, Debug)]
+struct RunArgs {
+    #[command(flatten)]
+    model: ModelInput,
+    /// Also write the output tensor here as `.npy`.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+struct TraceArgs {
+    #[command(flatten)]
+    model: ModelInput,
+    /// Print only these states (e.g. `0,5,12`); default: all of them.
+    #[arg(long, value_delimiter = ',')]
+    states: Option<Vec<usize>>,
+}
+
+#[derive(Args, Debug)]
+struct DemoArgs {
+    /// Text to run (the demo maps bytes to token ids; at most 8 are used).
+    #[arg(long, default_value = "fraud proofs for ML")]
+    text: String,
+    /// Also write the demo model directory here (usable with `run` and `trace`).
+    #[arg(long)]
+    write_model: Option<PathBuf>,
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    if let Some(n) = cli.threads {
+        rayon::ThreadPoolBuilder::new().num_threads(n).build_global().wrap_err("setting the thread count")?;
+    }
+    let out = match cli.command {
+        Command::Op(OpCommand::FullyConnected(a)) => fully_connected(a)?,
+        Command::Run(a) => run_model(a)?,
+        Command::Trace(a) => trace_model(a)?,
+        Command::Demo(a) => run_demo(a)?,
+        Command::Info { model } => serde_json::to_value(load_model(&model)?.manifest())?,
+    };
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
+}
+
+fn read_npy(path: &Path) -> Result<Tensor> {
+    let bytes = std::fs::read(path).wrap_err_with(|| format!("reading {}", path.display()))?;
+    let t = npy::decode(&bytes).and_then(|a| a.into_tensor()).wrap_err_with(|| format!("decoding {}", path.display()))?;
+    Ok(t)
+}
+
+fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    // Write then rename, so a crash never leaves a half-written file under the final name.
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).wrap_err_with(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).wrap_err_with(|| format!("renaming to {}", path.display()))?;
+    Ok(())
+}
+
+fn load_model(dir: &Path) -> Result<Model> {
+    let read = |name: &str| {
+        let p = dir.join(name);
+        std::fs::read(&p).wrap_err_with(|| format!("reading {}", p.display()))
+    };
+    let model = Model::from_bytes(&read(PROGRAM_FILE)?, &read(WEIGHTS_FILE)?, &read(MANIFEST_FILE)?)
+        .wrap_err_with(|| format!("loading the model in {}", dir.display()))?;
+    Ok(model)
+}
+
+fn save_model(model: &Model, dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).wrap_err_with(|| format!("creating {}", dir.display()))?;
+    let (program, weights, manifest) = model.to_bytes()?;
+    write_file(&dir.join(PROGRAM_FILE), &program)?;
+    write_file(&dir.join(WEIGHTS_FILE), &weights)?;
+    // The manifest last: a directory with a manifest is complete.
+    write_file(&dir.join(MANIFEST_FILE), &manifest)?;
+    Ok(())
+}
+
+fn tensor_json(t: &Tensor) -> Value {
+    json!({
+        "dtype": t.dtype().name(),
+        "shape": t.shape(),
+        "hash": inference::commit::tensor_hash(t),
+        "values": t.to_i64_vec(),
+    })
+}
+
+fn fully_connected(a: FullyConnectedArgs) -> Result<Value> {
+    let x = read_npy(&a.x)?;
+    let w = read_npy(&a.w)?;
+    let bias = read_npy(&a.bias)?;
+    let m = read_npy(&a.multiplier)?;
+    let s = read_npy(&a.shift)?;
+    let op = Op::FullyConnected { x_zero_point: a.x_zero_point, y_zero_point: a.y_zero_point };
+    let inputs = [&x, &w, &bias, &m, &s];
+    let types: Vec<TensorType> = inputs.iter().map(|t| t.ty()).collect();
+    let out_ty = op.infer(&types.iter().collect::<Vec<_>>(), a.out_dtype.into())?;
+    let y = op.execute(&inputs, &out_ty, None)?;
+    write_file(&a.out, &npy::encode(&y))?;
+    Ok(json!({
+        "op": "fully_connected",
+        "out": a.out.display().to_string(),
+        "dtype": y.dtype().name(),
+        "shape": y.shape(),
+        "hash": inference::commit::tensor_hash(&y),
+    }))
+}
+
+fn run_model(a: RunArgs) -> Result<Value> {
+    let model = load_model(&a.model.model)?;
+    let input = read_npy(&a.model.input)?;
+    let y = run(model.program(), model.weights(), &input)?;
+    if let Some(out) = &a.out {
+        write_file(out, &npy::encode(&y))?;
+    }
+    Ok(json!({ "model_id": model.id(), "input_hash": inference::commit::tensor_hash(&input), "output": tensor_json(&y) }))
+}
+
+fn trace_json(model: &Model, input: &Tensor, only: Option<&[usize]>) -> Result<Value> {
+    let trace = Trace::execute(model.program(), model.weights(), input)?;
+    let n = trace.op_count();
+    let states: Vec<Value> = match only {
+        Some(list) => list
+            .iter()
+            .map(|&i| Ok(json!({ "index": i, "state": trace.state(i)? })))
+            .collect::<Result<Vec<_>>>()?,
+        None => (0..=n).map(|i| json!({ "index": i, "state": trace.state(i).expect("in range") })).collect(),
+    };
+    let kinds: Vec<&str> = model.program().ops.iter().map(|o| o.op.kind().name()).collect();
+    Ok(json!({
+        "model_id": model.id(),
+        "weights_root": model.weights().root(),
+        "input_hash": trace.slot_hash(0)?,
+        "op_count": n,
+        "op_kinds": kinds,
+        "output": tensor_json(trace.output()),
+        "trace_root": trace.state(n)?,
+        "states": states,
+    }))
+}
+
+fn trace_model(a: TraceArgs) -> Result<Value> {
+    let model = load_model(&a.model.model)?;
+    let input = read_npy(&a.model.input)?;
+    trace_json(&model, &input, a.states.as_deref())
+}
+
+fn run_demo(a: DemoArgs) -> Result<Value> {
+    let model = demo::model()?;
+    if let Some(dir) = &a.write_model {
+        save_model(&model, dir)?;
+        write_file(&dir.join("demo-input.npy"), &npy::encode(&demo::input(&demo::tokens(&a.text))?))?;
+    }
+    let tokens = demo::tokens(&a.text);
+    if tokens.is_empty() {
+        bail!("--text must not be empty");
+    }
+    let input = demo::input(&tokens)?;
+    let served = run(model.program(), model.weights(), &input)?;
+    let mut v = trace_json(&model, &input, Some(&[0]))?;
+    if tensor_json(&served) != v["output"] {
+        bail!("the serving path and the trace disagree: this is a bug");
+    }
+    v["text"] = json!(a.text);
+    v["program_hash"] = json!(model.program_hash());
+    let _: H256 = model.id();
+    Ok(v)
+}

@@ -1,0 +1,234 @@
+//! Running programs: the serving path ([`run`]) and the trace executor ([`Trace`]).
+//!
+//! [`run`] computes the output only: no hashing, and every activation is freed as soon as
+//! no later op reads it, so serving pays nothing for commitments. [`Trace`] runs the same
+//! ops (the same kernels, so the same bits) and also hashes every slot, which gives the
+//! execution state `s_i` after any op `i` and the proofs a dispute needs.
+
+use crate::commit::{self, ActivationRoots};
+use crate::error::{Error, Result};
+use crate::gemm::PackedMatrix;
+use crate::merkle::{H256, MerkleProof, MerkleTree, RangeProof};
+use crate::ops::Op;
+use crate::program::{Operand, Program};
+use crate::tensor::Tensor;
+
+/// A program's weights: the tensors, their hashes and root, and the packed form of every
+/// weight used as the `w` of a `fully_connected`.
+#[derive(Clone, Debug)]
+pub struct Weights {
+    tensors: Vec<Tensor>,
+    hashes: Vec<H256>,
+    root: H256,
+    packed: Vec<Option<PackedMatrix>>,
+}
+
+impl Weights {
+    /// Checks `tensors` against the program's declared weight types, then hashes and packs.
+    pub fn new(program: &Program, tensors: Vec<Tensor>) -> Result<Self> {
+        if tensors.len() != program.weights.len() {
+            return Err(Error::Program(format!(
+                "the program declares {} weights, got {}",
+                program.weights.len(),
+                tensors.len()
+            )));
+        }
+        for (i, (t, ty)) in tensors.iter().zip(&program.weights).enumerate() {
+            if t.ty() != *ty {
+                return Err(Error::Program(format!("weight {i} is {}, the program declares {ty}", t.ty())));
+            }
+        }
+        let mut packed: Vec<Option<PackedMatrix>> = vec![None; tensors.len()];
+        for node in &program.ops {
+            if let (Op::FullyConnected { .. }, Some(Operand::Weight(w))) = (&node.op, node.inputs.get(1)) {
+                let w = *w as usize;
+                if packed[w].is_none() {
+                    let t = &tensors[w];
+                    packed[w] = Some(PackedMatrix::pack(t.as_i8("fully_connected w")?, t.shape()[0], t.shape()[1]));
+                }
+            }
+        }
+        let hashes: Vec<H256> = tensors.iter().map(commit::tensor_hash).collect();
+        let root = commit::weights_root(&hashes);
+        Ok(Self { tensors, hashes, root, packed })
+    }
+
+    /// The weight tensors, in program order.
+    pub fn tensors(&self) -> &[Tensor] {
+        &self.tensors
+    }
+
+    /// Tensor hashes of the weights, in program order.
+    pub fn hashes(&self) -> &[H256] {
+        &self.hashes
+    }
+
+    /// The weights root: Merkle root over the weight hashes.
+    pub fn root(&self) -> H256 {
+        self.root
+    }
+
+    /// Proof that weight `index`'s hash is leaf `index` of the weights root.
+    pub fn prove(&self, index: usize) -> Result<MerkleProof> {
+        MerkleTree::new(self.hashes.iter().map(|h| h.0).collect()).prove(index)
+    }
+}
+
+fn check_input(program: &Program, input: &Tensor) -> Result<()> {
+    if input.ty() != program.input {
+        return Err(Error::Program(format!("the input is {}, the program takes {}", input.ty(), program.input)));
+    }
+    Ok(())
+}
+
+/// Runs op `index` (1-based) reading operands from `slots`.
+fn step(program: &Program, weights: &Weights, slots: &[Option<Tensor>], index: usize) -> Result<Tensor> {
+    let node = &program.ops[index - 1];
+    let inputs = node
+        .inputs
+        .iter()
+        .map(|o| match *o {
+            Operand::Slot(s) => slots[s as usize]
+                .as_ref()
+                .ok_or_else(|| Error::Program(format!("op {index} reads slot {s}, which was freed or never written"))),
+            Operand::Weight(w) => Ok(&weights.tensors[w as usize]),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let packed = match (&node.op, node.inputs.get(1)) {
+        (Op::FullyConnected { .. }, Some(Operand::Weight(w))) => weights.packed[*w as usize].as_ref(),
+        _ => None,
+    };
+    node.op
+        .execute(&inputs, &node.output, packed)
+        .map_err(|e| Error::Program(format!("op {index} ({}): {e}", node.op.kind())))
+}
+
+/// The serving path: the program's output on `input`, nothing else.
+pub fn run(program: &Program, weights: &Weights, input: &Tensor) -> Result<Tensor> {
+    check_input(program, input)?;
+    let n = program.ops.len();
+    // last_use[s]: the last op that reads slot s (the output slot is kept to the end).
+    let mut last_use = vec![0usize; n + 1];
+    for (i, node) in program.ops.iter().enumerate() {
+        for o in &node.inputs {
+            if let Operand::Slot(s) = o {
+                last_use[*s as usize] = i + 1;
+            }
+        }
+    }
+    last_use[program.output as usize] = usize::MAX;
+    let mut slots: Vec<Option<Tensor>> = vec![None; n + 1];
+    slots[0] = Some(input.clone());
+    for i in 1..=n {
+        let out = step(program, weights, &slots, i)?;
+        slots[i] = Some(out);
+        for s in &program.ops[i - 1].inputs {
+            if let Operand::Slot(s) = s {
+                if last_use[*s as usize] == i {
+                    slots[*s as usize] = None;
+                }
+            }
+        }
+    }
+    slots[program.output as usize]
+        .take()
+        .ok_or_else(|| Error::Program(format!("output slot {} was never written", program.output)))
+}
+
+/// A full execution with every slot kept and hashed: the trace a dispute is played over.
+#[derive(Clone, Debug)]
+pub struct Trace {
+    slots: Vec<Tensor>,
+    slot_hashes: Vec<H256>,
+    weights_root: H256,
+    roots: ActivationRoots,
+    output: u32,
+}
+
+impl Trace {
+    /// Runs `program` on `input`, keeping and hashing every slot.
+    pub fn execute(program: &Program, weights: &Weights, input: &Tensor) -> Result<Self> {
+        check_input(program, input)?;
+        let n = program.ops.len();
+        let mut slots: Vec<Option<Tensor>> = vec![None; n + 1];
+        slots[0] = Some(input.clone());
+        for i in 1..=n {
+            slots[i] = Some(step(program, weights, &slots, i)?);
+        }
+        let slots: Vec<Tensor> = slots.into_iter().map(|s| s.expect("every slot was written")).collect();
+        let slot_hashes: Vec<H256> = slots.iter().map(commit::tensor_hash).collect();
+        let roots = ActivationRoots::new(&slot_hashes);
+        Ok(Self { slots, slot_hashes, weights_root: weights.root(), roots, output: program.output })
+    }
+
+    /// Number of ops `n`; states run from `s_0` to `s_n`.
+    pub fn op_count(&self) -> usize {
+        self.slots.len() - 1
+    }
+
+    /// The tensor in `slot`.
+    pub fn tensor(&self, slot: usize) -> Result<&Tensor> {
+        self.slots.get(slot).ok_or_else(|| self.no_slot(slot))
+    }
+
+    /// The program's output tensor.
+    pub fn output(&self) -> &Tensor {
+        &self.slots[self.output as usize]
+    }
+
+    /// Tensor hash of `slot`.
+    pub fn slot_hash(&self, slot: usize) -> Result<H256> {
+        self.slot_hashes.get(slot).copied().ok_or_else(|| self.no_slot(slot))
+    }
+
+    /// Tensor hashes of every slot.
+    pub fn slot_hashes(&self) -> &[H256] {
+        &self.slot_hashes
+    }
+
+    /// The activations root after op `i`: slots `0..=i` set, the rest zero.
+    pub fn activations_root(&self, i: usize) -> Result<H256> {
+        self.roots.root(i).ok_or_else(|| self.no_state(i))
+    }
+
+    /// The execution state `s_i = keccak256(weightsRoot || activationsRoot_i)`.
+    pub fn state(&self, i: usize) -> Result<H256> {
+        Ok(commit::execution_state(self.weights_root, self.activations_root(i)?))
+    }
+
+    /// Every state `s_0..=s_n`.
+    pub fn states(&self) -> Vec<H256> {
+        (0..=self.op_count()).map(|i| self.state(i).expect("in range")).collect()
+    }
+
+    /// Proof that `slot`'s tensor hash is in the activations root of state `i`
+    /// (`slot <= i`).
+    pub fn prove_slot(&self, i: usize, slot: usize) -> Result<MerkleProof> {
+        if i > self.op_count() {
+            return Err(self.no_state(i));
+        }
+        if slot > i {
+            return Err(Error::Param(format!("slot {slot} is not yet written in state {i}")));
+        }
+        commit::prove_slot(&self.slot_hashes[..=i], self.slots.len(), slot)
+    }
+
+    /// Proof of leaf `leaf` of `slot`'s data tree, with the leaf's 32 bytes.
+    pub fn prove_leaf(&self, slot: usize, leaf: usize) -> Result<([u8; 32], MerkleProof)> {
+        let t = self.tensor(slot)?;
+        Ok((commit::tensor_leaf(t, leaf)?, commit::tensor_data_tree(t).prove(leaf)?))
+    }
+
+    /// Proof of leaves `start..end` of `slot`'s data tree.
+    pub fn prove_leaves(&self, slot: usize, start: usize, end: usize) -> Result<RangeProof> {
+        commit::tensor_data_tree(self.tensor(slot)?).prove_range(start, end)
+    }
+
+    fn no_slot(&self, slot: usize) -> Error {
+        Error::Param(format!("slot {slot} does not exist ({} slots)", self.slots.len()))
+    }
+
+    fn no_state(&self, i: usize) -> Error {
+        Error::Param(format!("state {i} does not exist (0..={})", self.op_count()))
+    }
+}

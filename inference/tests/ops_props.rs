@@ -1,0 +1,383 @@
+//! Property tests: every kernel against the naive reference of the spec
+//! (`inference::ops::reference`), on thousands of random cases with edge values,
+//! zero-size and odd shapes; and bad operands give errors, never panics.
+
+use inference::ops::{Op, RopePairing, reference};
+use inference::tensor::{DType, Tensor, TensorType};
+use proptest::prelude::*;
+use proptest::test_runner::Config;
+
+/// SplitMix64: the cases are a function of the proptest seed alone.
+struct Gen(u64);
+
+impl Gen {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        if n == 0 { 0 } else { self.next() % n }
+    }
+    fn range(&mut self, lo: i64, hi: i64) -> i64 {
+        lo + self.below((hi - lo + 1) as u64) as i64
+    }
+    fn dim(&mut self, max: usize) -> usize {
+        // Zero and one more often than their share: edge shapes.
+        match self.below(10) {
+            0 => 1,
+            1 => 0,
+            _ => self.range(1, max as i64) as usize,
+        }
+    }
+    fn nz_dim(&mut self, max: usize) -> usize {
+        self.range(1, max as i64) as usize
+    }
+    fn chance(&mut self, pct: u64) -> bool {
+        self.below(100) < pct
+    }
+    /// A value of `dt`: the extremes often, otherwise uniform or small.
+    fn value(&mut self, dt: DType) -> i64 {
+        match self.below(8) {
+            0 => dt.min(),
+            1 => dt.max(),
+            2 | 3 => self.range(-8, 8).clamp(dt.min(), dt.max()),
+            _ => self.range(dt.min(), dt.max()),
+        }
+    }
+    fn tensor(&mut self, dt: DType, shape: &[usize]) -> Tensor {
+        let n: usize = shape.iter().product();
+        let v: Vec<i64> = (0..n).map(|_| self.value(dt)).collect();
+        make(dt, shape, v)
+    }
+    fn dtype(&mut self, allowed: &[DType]) -> DType {
+        allowed[self.below(allowed.len() as u64) as usize]
+    }
+    fn zp(&mut self, dt: DType) -> i32 {
+        let v = self.value(dt);
+        v.clamp(i32::MIN as i64, i32::MAX as i64) as i32
+    }
+    fn multiplier(&mut self) -> i32 {
+        match self.below(4) {
+            0 => self.range(1 << 30, i32::MAX as i64) as i32,
+            1 => self.range(i32::MIN as i64, i32::MAX as i64) as i32,
+            2 => i32::MAX,
+            _ => self.range(-1000, 1000) as i32,
+        }
+    }
+    fn shift(&mut self) -> u32 {
+        self.range(0, 62) as u32
+    }
+}
+
+fn make(dt: DType, shape: &[usize], v: Vec<i64>) -> Tensor {
+    match dt {
+        DType::I8 => Tensor::from_i8(shape.to_vec(), v.into_iter().map(|x| x as i8).collect()),
+        DType::I16 => Tensor::from_i16(shape.to_vec(), v.into_iter().map(|x| x as i16).collect()),
+        DType::I32 => Tensor::from_i32(shape.to_vec(), v.into_iter().map(|x| x as i32).collect()),
+    }
+    .unwrap()
+}
+
+const ALL: &[DType] = &[DType::I8, DType::I16, DType::I32];
+
+/// Runs `op` through its kernel and the reference and requires the same tensor.
+fn agree(op: &Op, inputs: &[Tensor], out_dtype: DType) -> Result<(), TestCaseError> {
+    let refs: Vec<&Tensor> = inputs.iter().collect();
+    let types: Vec<TensorType> = inputs.iter().map(|t| t.ty()).collect();
+    let out = op
+        .infer(&types.iter().collect::<Vec<_>>(), out_dtype)
+        .map_err(|e| TestCaseError::fail(format!("generated an invalid case: {e}")))?;
+    let out = if let Op::Reshape = op { TensorType::new(out.dtype, inputs[0].shape().iter().rev().cloned().collect::<Vec<_>>()) } else { out };
+    let fast = op.execute(&refs, &out, None).map_err(|e| TestCaseError::fail(format!("kernel: {e}")))?;
+    let slow = reference::execute(op, &refs, &out).map_err(|e| TestCaseError::fail(format!("reference: {e}")))?;
+    prop_assert_eq!(&fast.ty(), &out);
+    if fast != slow {
+        let a = fast.to_i64_vec();
+        let b = slow.to_i64_vec();
+        let i = a.iter().zip(&b).position(|(x, y)| x != y).unwrap();
+        return Err(TestCaseError::fail(format!(
+            "{op:?}: element {i} differs: kernel {} reference {} (out {out})",
+            a[i], b[i]
+        )));
+    }
+    Ok(())
+}
+
+fn config(cases: u32) -> Config {
+    Config { cases, failure_persistence: None, ..Config::default() }
+}
+
+proptest! {
+    #![proptest_config(config(600))]
+
+    #[test]
+    fn fully_connected(seed in any::<u64>()) {
+        let mut g = Gen(seed);
+        let (k, n) = (g.dim(70), g.dim(40));
+        let mut xshape: Vec<usize> = (0..g.range(0, 2)).map(|_| g.dim(5)).collect();
+        xshape.push(k);
+        let x = g.tensor(DType::I8, &xshape);
+        let w = g.tensor(DType::I8, &[n, k]);
+        let bias = g.tensor(DType::I32, &[n]);
+        let m = make(DType::I32, &[n], (0..n).map(|_| g.multiplier() as i64).collect());
+        let s = make(DType::I32, &[n], (0..n).map(|_| g.shift() as i64).collect());
+        let out = g.dtype(ALL);
+        let op = Op::FullyConnected { x_zero_point: g.zp(DType::I8), y_zero_point: g.zp(out) };
+        agree(&op, &[x, w, bias, m, s], out)?;
+    }
+
+    #[test]
+    fn batch_matmul(seed in any::<u64>()) {
+        let mut g = Gen(seed);
+        let bb = g.nz_dim(3);
+        let ba = bb * g.nz_dim(3);
+        let (m, k, n) = (g.dim(9), g.dim(40), g.dim(20));
+        let transpose_b = g.chance(50);
+        let a = g.tensor(DType::I8, &[ba, m, k]);
+        let b = g.tensor(DType::I8, &if transpose_b { [bb, n, k] } else { [bb, k, n] });
+        let out = g.dtype(ALL);
+        let op = Op::BatchMatmul {
+            transpose_b,
+            a_zero_point: g.zp(DType::I8),
+            b_zero_point: g.zp(DType::I8),
+            multiplier: g.multiplier(),
+            shift: g.shift(),
+            y_zero_point: g.zp(out),
+        };
+        agree(&op, &[a, b], out)?;
+    }
+
+    #[test]
+    fn add_and_mul(seed in any::<u64>()) {
+        let mut g = Gen(seed);
+        let shape: Vec<usize> = (0..g.range(0, 3)).map(|_| g.dim(7)).collect();
+        let (da, db, out) = (g.dtype(ALL), g.dtype(ALL), g.dtype(ALL));
+        let a = g.tensor(da, &shape);
+        let b = g.tensor(db, &shape);
+        let add = Op::Add {
+            a_zero_point: g.zp(da),
+            a_multiplier: g.multiplier(),
+            b_zero_point: g.zp(db),
+            b_multiplier: g.multiplier(),
+            shift: g.shift(),
+            y_zero_point: g.zp(out),
+        };
+        agree(&add, &[a.clone(), b.clone()], out)?;
+        let mul = Op::Mul {
+            a_zero_point: g.zp(da),
+            b_zero_point: g.zp(db),
+            multiplier: g.multiplier(),
+            shift: g.shift(),
+            y_zero_point: g.zp(out),
+        };
+        agree(&mul, &[a, b], out)?;
+    }
+
+    #[test]
+    fn requantize_and_lut(seed in any::<u64>()) {
+        let mut g = Gen(seed);
+        let shape: Vec<usize> = (0..g.range(0, 3)).map(|_| g.dim(9)).collect();
+        let (dx, out) = (g.dtype(ALL), g.dtype(ALL));
+        let x = g.tensor(dx, &shape);
+        let op = Op::Requantize {
+            x_zero_point: g.zp(dx),
+            multiplier: g.multiplier(),
+            shift: g.shift(),
+            y_zero_point: g.zp(out),
+        };
+        agree(&op, &[x], out)?;
+        let x8 = g.tensor(DType::I8, &shape);
+        let table = g.tensor(out, &[256]);
+        agree(&Op::Lut, &[x8, table], out)?;
+    }
+
+    #[test]
+    fn softmax(seed in any::<u64>()) {
+        let mut g = Gen(seed);
+        let (l, m, n) = (g.nz_dim(4), g.dim(6), g.nz_dim(24));
+        let dx = g.dtype(&[DType::I8, DType::I16]);
+        let x = g.tensor(dx, &[l, m, n]);
+        let t = g.nz_dim(300);
+        // Tables are non-negative; some all-zero rows of the table exercise sum == 0.
+        let table = make(DType::I32, &[t], (0..t).map(|_| if g.chance(10) { 0 } else { g.range(0, i32::MAX as i64) }).collect());
+        let out = g.dtype(ALL);
+        let op = Op::Softmax { causal: g.chance(50), frac_bits: g.range(0, 30) as u32, y_zero_point: g.zp(out) };
+        let mut inputs = vec![x, table];
+        if g.chance(60) {
+            let divisors: Vec<usize> = (1..=l).filter(|d| l % d == 0).collect();
+            let gm = divisors[g.below(divisors.len() as u64) as usize];
+            let dm = g.dtype(ALL);
+            let mask = make(dm, &[gm, n], (0..gm * n).map(|_| if g.chance(70) { 1 } else { 0 }).collect());
+            inputs.push(mask);
+        }
+        agree(&op, &inputs, out)?;
+    }
+
+    #[test]
+    fn norms(seed in any::<u64>()) {
+        let mut g = Gen(seed);
+        let rows = g.dim(5);
+        let n = g.nz_dim(40);
+        let dx = g.dtype(ALL);
+        let mut x = g.tensor(dx, &[rows, n]);
+        if g.chance(10) {
+            // Constant rows: sigma is zero without epsilon.
+            x = make(dx, &[rows, n], vec![g.value(dx); rows * n]);
+        }
+        let gamma = g.tensor(DType::I32, &[n]);
+        let beta = g.tensor(DType::I32, &[n]);
+        let out = g.dtype(ALL);
+        let epsilon = if g.chance(50) { 0 } else { g.below(1 << 40) };
+        let op = Op::LayerNorm { epsilon, shift: g.shift(), y_zero_point: g.zp(out) };
+        agree(&op, &[x.clone(), gamma.clone(), beta], out)?;
+        let op = Op::RmsNorm { x_zero_point: g.zp(dx), epsilon, shift: g.shift(), y_zero_point: g.zp(out) };
+        agree(&op, &[x, gamma], out)?;
+    }
+
+    #[test]
+    fn embedding_and_layout(seed in any::<u64>()) {
+        let mut g = Gen(seed);
+        let dt = g.dtype(ALL);
+        let (v, d) = (g.dim(12), g.dim(6));
+        let table = g.tensor(dt, &[v, d]);
+        let ishape: Vec<usize> = (0..g.range(0, 2)).map(|_| g.dim(5)).collect();
+        let ni: usize = ishape.iter().product();
+        // Indices mostly in range, some outside on both sides.
+        let idx = make(DType::I32, &ishape, (0..ni).map(|_| g.range(-2, v as i64 + 1)).collect());
+        agree(&Op::Embedding, &[table, idx], dt)?;
+
+        let rank = g.range(1, 4) as usize;
+        let shape: Vec<usize> = (0..rank).map(|_| g.dim(5)).collect();
+        let x = g.tensor(dt, &shape);
+        let mut perm: Vec<usize> = (0..rank).collect();
+        for i in (1..rank).rev() {
+            perm.swap(i, g.below(i as u64 + 1) as usize);
+        }
+        agree(&Op::Transpose { perm }, &[x.clone()], dt)?;
+        agree(&Op::Reshape, &[x.clone()], dt)?;
+        let axis = g.below(rank as u64) as usize;
+        let start = g.below(shape[axis] as u64 + 1) as usize;
+        let end = start + g.below((shape[axis] - start) as u64 + 1) as usize;
+        agree(&Op::Slice { axis, start, end }, &[x.clone()], dt)?;
+        let parts: Vec<Tensor> = (0..g.range(1, 3))
+            .map(|_| {
+                let mut s = shape.clone();
+                s[axis] = g.dim(4);
+                g.tensor(dt, &s)
+            })
+            .collect();
+        agree(&Op::Concat { axis }, &parts, dt)?;
+    }
+
+    #[test]
+    fn rope(seed in any::<u64>()) {
+        let mut g = Gen(seed);
+        let (h, s, d) = (g.dim(3), g.dim(6), 2 * g.dim(8));
+        let p = s + g.dim(4);
+        let dx = g.dtype(&[DType::I8, DType::I16]);
+        let x = g.tensor(dx, &[h, s, d]);
+        let cos = g.tensor(DType::I32, &[p, d / 2]);
+        let sin = g.tensor(DType::I32, &[p, d / 2]);
+        let out = g.dtype(&[DType::I8, DType::I16]);
+        let op = Op::Rope {
+            x_zero_point: g.zp(dx),
+            y_zero_point: g.zp(out),
+            position_offset: g.below((p - s) as u64 + 1) as u32,
+            frac_bits: g.range(0, 30) as u32,
+            pairing: if g.chance(50) { RopePairing::Half } else { RopePairing::Interleaved },
+        };
+        agree(&op, &[x, cos, sin], out)?;
+    }
+
+    #[test]
+    fn mean_pool_and_argmax(seed in any::<u64>()) {
+        let mut g = Gen(seed);
+        let (b, s, d) = (g.dim(3), g.dim(8), g.dim(6));
+        let dx = g.dtype(ALL);
+        let x = g.tensor(dx, &[b, s, d]);
+        let dm = g.dtype(ALL);
+        let mask = make(dm, &[b, s], (0..b * s).map(|_| if g.chance(60) { g.value(dm) } else { 0 }).collect());
+        let out = g.dtype(ALL);
+        let op = Op::MeanPool { x_zero_point: g.zp(dx), frac_bits: g.range(0, 30) as u32, y_zero_point: g.zp(out) };
+        agree(&op, &[x, mask], out)?;
+        let n = g.nz_dim(30);
+        let rows = g.dim(5);
+        // Few distinct values: ties for the maximum are common.
+        let xa = make(dx, &[rows, n], (0..rows * n).map(|_| g.range(-2, 2)).collect());
+        agree(&Op::Argmax, &[xa], DType::I32)?;
+        let xb = g.tensor(dx, &[rows, n]);
+        agree(&Op::Argmax, &[xb], DType::I32)?;
+    }
+}
+
+/// Random ops on random operands, valid or not: the result is a value or an error,
+/// never a panic, and a value always agrees with the reference.
+#[test]
+fn bad_operands_are_errors_not_panics() {
+    let mut g = Gen(7);
+    let ops = [
+        Op::FullyConnected { x_zero_point: 0, y_zero_point: 0 },
+        Op::FullyConnected { x_zero_point: 300, y_zero_point: 0 },
+        Op::BatchMatmul { transpose_b: true, a_zero_point: 0, b_zero_point: 0, multiplier: 1, shift: 70, y_zero_point: 0 },
+        Op::Add { a_zero_point: 0, a_multiplier: 1, b_zero_point: 0, b_multiplier: 1, shift: 0, y_zero_point: 0 },
+        Op::Mul { a_zero_point: 0, b_zero_point: 0, multiplier: 1, shift: 0, y_zero_point: 0 },
+        Op::Lut,
+        Op::Softmax { causal: true, frac_bits: 31, y_zero_point: 0 },
+        Op::Softmax { causal: false, frac_bits: 8, y_zero_point: 0 },
+        Op::LayerNorm { epsilon: 0, shift: 8, y_zero_point: 0 },
+        Op::RmsNorm { x_zero_point: 0, epsilon: 0, shift: 8, y_zero_point: 0 },
+        Op::Embedding,
+        Op::Rope { x_zero_point: 0, y_zero_point: 0, position_offset: 3, frac_bits: 14, pairing: RopePairing::Half },
+        Op::Reshape,
+        Op::Transpose { perm: vec![1, 1] },
+        Op::Transpose { perm: vec![1, 0] },
+        Op::Concat { axis: 5 },
+        Op::Slice { axis: 0, start: 2, end: 1 },
+        Op::MeanPool { x_zero_point: 0, frac_bits: 0, y_zero_point: 0 },
+        Op::Argmax,
+    ];
+    let mut values = 0;
+    for _ in 0..4000 {
+        let op = &ops[g.below(ops.len() as u64) as usize];
+        let inputs: Vec<Tensor> = (0..g.range(0, 5))
+            .map(|_| {
+                let shape: Vec<usize> = (0..g.range(0, 3)).map(|_| g.dim(4)).collect();
+                let dt = g.dtype(ALL);
+                g.tensor(dt, &shape)
+            })
+            .collect();
+        let refs: Vec<&Tensor> = inputs.iter().collect();
+        let shape: Vec<usize> = (0..g.range(0, 3)).map(|_| g.dim(4)).collect();
+        let out = TensorType::new(g.dtype(ALL), shape);
+        match op.execute(&refs, &out, None) {
+            Ok(y) => {
+                values += 1;
+                assert_eq!(y, reference::execute(op, &refs, &out).unwrap(), "{op:?}");
+            }
+            Err(e) => assert!(!e.to_string().is_empty()),
+        }
+    }
+    assert!(values > 0, "no random case was valid: the generator is too strict");
+}
+
+#[test]
+fn error_messages_name_the_problem() {
+    let x = Tensor::from_i8(vec![2, 3], vec![0; 6]).unwrap();
+    let w = Tensor::from_i8(vec![4, 5], vec![0; 20]).unwrap();
+    let v4 = Tensor::from_i32(vec![4], vec![0; 4]).unwrap();
+    let op = Op::FullyConnected { x_zero_point: 0, y_zero_point: 0 };
+    let out = TensorType::new(DType::I8, vec![2, 4]);
+    let e = op.execute(&[&x, &w, &v4, &v4, &v4], &out, None).unwrap_err().to_string();
+    assert!(e.contains("inner size"), "{e}");
+    let w = Tensor::from_i8(vec![4, 3], vec![0; 12]).unwrap();
+    let bad_shift = Tensor::from_i32(vec![4], vec![0, 1, 63, 0]).unwrap();
+    let e = op.execute(&[&x, &w, &v4, &v4, &bad_shift], &out, None).unwrap_err().to_string();
+    assert!(e.contains("shift[2] = 63"), "{e}");
+    let e = op.execute(&[&x, &w, &v4], &out, None).unwrap_err().to_string();
+    assert!(e.contains("takes 5 operands"), "{e}");
+    let e = op.execute(&[&x, &w, &v4, &v4, &v4], &TensorType::new(DType::I8, vec![2, 5]), None).unwrap_err().to_string();
+    assert!(e.contains("declared"), "{e}");
+}
