@@ -110,8 +110,9 @@ pub fn model() -> Result<Model> {
     // The residual stream is i16 with 4 more fraction bits than the embeddings.
     let h0 = b.push(add(16, 16, 0), &[te, pe], DType::I16)?;
 
-    let gamma = b.weight("ln1.gamma", t32(&[D], (0..D).map(|_| 900 + rng.int(200) as i32).collect()));
-    let beta = b.weight("ln1.beta", t32(&[D], (0..D).map(|_| rng.int(512) as i32).collect()));
+    // gamma ~ 30 in Q10: normalized rows get a spread of about 30 at the output.
+    let gamma = b.weight("ln1.gamma", t32(&[D], (0..D).map(|_| 30_000 + rng.int(5_000) as i32).collect()));
+    let beta = b.weight("ln1.beta", t32(&[D], (0..D).map(|_| rng.int(5_000) as i32).collect()));
     let ln1 = b.push(Op::LayerNorm { epsilon: 1, shift: 10, y_zero_point: 3 }, &[h0, gamma, beta], DType::I8)?;
     let x = b.reshape(ln1, &[SEQ, D])?;
 
@@ -133,7 +134,8 @@ pub fn model() -> Result<Model> {
     let q = b.push(rope(RopePairing::Half), &[q, cos, sin], DType::I8)?;
     let k = b.push(rope(RopePairing::Interleaved), &[k, cos, sin], DType::I8)?;
 
-    let (sm, ss) = mq(1.0 / (HEAD_DIM as f64 * 40.0));
+    // Scores in units of 1/16, with a spread of a few units.
+    let (sm, ss) = mq(1.0 / 256.0);
     let scores = b.push(
         Op::BatchMatmul {
             transpose_b: true,
@@ -170,7 +172,7 @@ pub fn model() -> Result<Model> {
     let h0 = b.reshape(h0, &[SEQ, D])?;
     let h1 = b.push(add(1, 1, 0), &[h0, attn], DType::I16)?;
 
-    let g2 = b.weight("ln2.gamma", t32(&[D], (0..D).map(|_| 1000 + rng.int(100) as i32).collect()));
+    let g2 = b.weight("ln2.gamma", t32(&[D], (0..D).map(|_| 30_000 + rng.int(3_000) as i32).collect()));
     let x2 = b.push(Op::RmsNorm { x_zero_point: 0, epsilon: 4, shift: 10, y_zero_point: 0 }, &[h1, g2], DType::I8)?;
     let up = dense(&mut b, &mut rng, "ffn.up", x2, D, FFN)?;
     // GELU on the up projection's scale (1/16), as a table.
@@ -189,7 +191,7 @@ pub fn model() -> Result<Model> {
     );
     let act = b.push(Op::Lut, &[up, gelu], DType::I8)?;
     let gate = dense(&mut b, &mut rng, "ffn.gate", x2, D, FFN)?;
-    let (mm, ms) = mq(1.0 / 16.0);
+    let (mm, ms) = mq(1.0 / 24.0);
     let gated = b.push(
         Op::Mul { a_zero_point: 0, b_zero_point: -2, multiplier: mm, shift: ms, y_zero_point: 0 },
         &[act, gate],
@@ -198,7 +200,7 @@ pub fn model() -> Result<Model> {
     let down = dense(&mut b, &mut rng, "ffn.down", gated, FFN, D)?;
     let down = requant(&mut b, down, 16.0, -2, 0, DType::I16)?;
     let h2 = b.push(add(1, 1, 0), &[h1, down], DType::I16)?;
-    let h2 = requant(&mut b, h2, 1.0 / 16.0, 0, 0, DType::I8)?;
+    let h2 = requant(&mut b, h2, 1.0 / 24.0, 0, 0, DType::I8)?;
 
     let both = b.push(Op::Concat { axis: 1 }, &[h2, x], DType::I8)?;
     let head = dense(&mut b, &mut rng, "head", both, 2 * D, OUT)?;

@@ -169,6 +169,9 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 fn load_model(dir: &Path) -> Result<Model> {
+    if !dir.join(MANIFEST_FILE).is_file() {
+        bail!("{} is not a model directory: it has no {MANIFEST_FILE}", dir.display());
+    }
     let read = |name: &str| {
         let p = dir.join(name);
         std::fs::read(&p).wrap_err_with(|| format!("reading {}", p.display()))
