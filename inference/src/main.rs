@@ -141,7 +141,10 @@ struct DemoArgs {
 fn main() -> Result<()> {
     let cli = Cli::parse();
     if let Some(n) = cli.threads {
-        rayon::ThreadPoolBuilder::new().num_threads(n).build_global().wrap_err("setting the thread count")?;
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global()
+            .wrap_err("setting the thread count")?;
     }
     let out = match cli.command {
         Command::Op(OpCommand::FullyConnected(a)) => fully_connected(a)?,
@@ -156,7 +159,9 @@ fn main() -> Result<()> {
 
 fn read_npy(path: &Path) -> Result<Tensor> {
     let bytes = std::fs::read(path).wrap_err_with(|| format!("reading {}", path.display()))?;
-    let t = npy::decode(&bytes).and_then(|a| a.into_tensor()).wrap_err_with(|| format!("decoding {}", path.display()))?;
+    let t = npy::decode(&bytes)
+        .and_then(|a| a.into_tensor())
+        .wrap_err_with(|| format!("decoding {}", path.display()))?;
     Ok(t)
 }
 
@@ -170,14 +175,21 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
 
 fn load_model(dir: &Path) -> Result<Model> {
     if !dir.join(MANIFEST_FILE).is_file() {
-        bail!("{} is not a model directory: it has no {MANIFEST_FILE}", dir.display());
+        bail!(
+            "{} is not a model directory: it has no {MANIFEST_FILE}",
+            dir.display()
+        );
     }
     let read = |name: &str| {
         let p = dir.join(name);
         std::fs::read(&p).wrap_err_with(|| format!("reading {}", p.display()))
     };
-    let model = Model::from_bytes(&read(PROGRAM_FILE)?, &read(WEIGHTS_FILE)?, &read(MANIFEST_FILE)?)
-        .wrap_err_with(|| format!("loading the model in {}", dir.display()))?;
+    let model = Model::from_bytes(
+        &read(PROGRAM_FILE)?,
+        &read(WEIGHTS_FILE)?,
+        &read(MANIFEST_FILE)?,
+    )
+    .wrap_err_with(|| format!("loading the model in {}", dir.display()))?;
     Ok(model)
 }
 
@@ -206,7 +218,10 @@ fn fully_connected(a: FullyConnectedArgs) -> Result<Value> {
     let bias = read_npy(&a.bias)?;
     let m = read_npy(&a.multiplier)?;
     let s = read_npy(&a.shift)?;
-    let op = Op::FullyConnected { x_zero_point: a.x_zero_point, y_zero_point: a.y_zero_point };
+    let op = Op::FullyConnected {
+        x_zero_point: a.x_zero_point,
+        y_zero_point: a.y_zero_point,
+    };
     let inputs = [&x, &w, &bias, &m, &s];
     let types: Vec<TensorType> = inputs.iter().map(|t| t.ty()).collect();
     let out_ty = op.infer(&types.iter().collect::<Vec<_>>(), a.out_dtype.into())?;
@@ -228,7 +243,9 @@ fn run_model(a: RunArgs) -> Result<Value> {
     if let Some(out) = &a.out {
         write_file(out, &npy::encode(&y))?;
     }
-    Ok(json!({ "model_id": model.id(), "input_hash": inference::commit::tensor_hash(&input), "output": tensor_json(&y) }))
+    Ok(
+        json!({ "model_id": model.id(), "input_hash": inference::commit::tensor_hash(&input), "output": tensor_json(&y) }),
+    )
 }
 
 fn trace_json(model: &Model, input: &Tensor, only: Option<&[usize]>) -> Result<Value> {
@@ -239,9 +256,16 @@ fn trace_json(model: &Model, input: &Tensor, only: Option<&[usize]>) -> Result<V
             .iter()
             .map(|&i| Ok(json!({ "index": i, "state": trace.state(i)? })))
             .collect::<Result<Vec<_>>>()?,
-        None => (0..=n).map(|i| json!({ "index": i, "state": trace.state(i).expect("in range") })).collect(),
+        None => (0..=n)
+            .map(|i| json!({ "index": i, "state": trace.state(i).expect("in range") }))
+            .collect(),
     };
-    let kinds: Vec<&str> = model.program().ops.iter().map(|o| o.op.kind().name()).collect();
+    let kinds: Vec<&str> = model
+        .program()
+        .ops
+        .iter()
+        .map(|o| o.op.kind().name())
+        .collect();
     Ok(json!({
         "model_id": model.id(),
         "weights_root": model.weights().root(),
@@ -264,7 +288,10 @@ fn run_demo(a: DemoArgs) -> Result<Value> {
     let model = demo::model()?;
     if let Some(dir) = &a.write_model {
         save_model(&model, dir)?;
-        write_file(&dir.join("demo-input.npy"), &npy::encode(&demo::input(&demo::tokens(&a.text))?))?;
+        write_file(
+            &dir.join("demo-input.npy"),
+            &npy::encode(&demo::input(&demo::tokens(&a.text))?),
+        )?;
     }
     let tokens = demo::tokens(&a.text);
     if tokens.is_empty() {

@@ -82,7 +82,12 @@ impl Model {
             weight_names: names,
             metadata,
         };
-        Ok(Self { program, weights, program_hash, manifest })
+        Ok(Self {
+            program,
+            weights,
+            program_hash,
+            manifest,
+        })
     }
 
     /// Reads a model from the bytes of its three files, checking the manifest's ids.
@@ -95,11 +100,14 @@ impl Model {
                 manifest.format
             )));
         }
-        let program_src =
-            std::str::from_utf8(program_json).map_err(|_| Error::Decode(format!("{PROGRAM_FILE} is not UTF-8")))?;
+        let program_src = std::str::from_utf8(program_json)
+            .map_err(|_| Error::Decode(format!("{PROGRAM_FILE} is not UTF-8")))?;
         let program = Program::from_json(program_src)?;
-        let st = SafeTensors::deserialize(weights)
-            .map_err(|e| Error::Decode(format!("{WEIGHTS_FILE}: {e} (truncated or not safetensors?)")))?;
+        let st = SafeTensors::deserialize(weights).map_err(|e| {
+            Error::Decode(format!(
+                "{WEIGHTS_FILE}: {e} (truncated or not safetensors?)"
+            ))
+        })?;
         let tensors = manifest
             .weight_names
             .iter()
@@ -127,8 +135,16 @@ impl Model {
             manifest.metadata.clone(),
         )?;
         for (what, got, want) in [
-            ("program_hash", manifest.program_hash, model.manifest.program_hash),
-            ("weights_root", manifest.weights_root, model.manifest.weights_root),
+            (
+                "program_hash",
+                manifest.program_hash,
+                model.manifest.program_hash,
+            ),
+            (
+                "weights_root",
+                manifest.weights_root,
+                model.manifest.weights_root,
+            ),
             ("model_id", manifest.model_id, model.manifest.model_id),
         ] {
             if got != want {
@@ -142,7 +158,12 @@ impl Model {
 
     /// The bytes of the three files: (program JSON, safetensors, manifest JSON).
     pub fn to_bytes(&self) -> Result<(Vec<u8>, Vec<u8>, Vec<u8>)> {
-        let bytes: Vec<Vec<u8>> = self.weights.tensors().iter().map(Tensor::to_le_bytes).collect();
+        let bytes: Vec<Vec<u8>> = self
+            .weights
+            .tensors()
+            .iter()
+            .map(Tensor::to_le_bytes)
+            .collect();
         let views = self
             .manifest
             .weight_names
@@ -160,8 +181,10 @@ impl Model {
                     .map_err(|e| Error::Decode(format!("safetensors: {e}")))
             })
             .collect::<Result<Vec<_>>>()?;
-        let st = safetensors::serialize(views, &None).map_err(|e| Error::Decode(format!("safetensors: {e}")))?;
-        let manifest = serde_json::to_vec_pretty(&self.manifest).expect("a manifest always serializes");
+        let st = safetensors::serialize(views, &None)
+            .map_err(|e| Error::Decode(format!("safetensors: {e}")))?;
+        let manifest =
+            serde_json::to_vec_pretty(&self.manifest).expect("a manifest always serializes");
         Ok((self.program.to_json().into_bytes(), st, manifest))
     }
 

@@ -99,9 +99,18 @@ impl NpyArray {
         Ok(match self.dtype {
             NpyDType::I8 => d.iter().map(|&b| b as i8 as i64).collect(),
             NpyDType::U8 => d.iter().map(|&b| b as i64).collect(),
-            NpyDType::I16 => d.chunks_exact(2).map(|c| i16::from_le_bytes([c[0], c[1]]) as i64).collect(),
-            NpyDType::I32 => d.chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().unwrap()) as i64).collect(),
-            NpyDType::I64 => d.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect(),
+            NpyDType::I16 => d
+                .chunks_exact(2)
+                .map(|c| i16::from_le_bytes([c[0], c[1]]) as i64)
+                .collect(),
+            NpyDType::I32 => d
+                .chunks_exact(4)
+                .map(|c| i32::from_le_bytes(c.try_into().unwrap()) as i64)
+                .collect(),
+            NpyDType::I64 => d
+                .chunks_exact(8)
+                .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
+                .collect(),
             NpyDType::F32 => return Err(Error::Decode("npy: f4 array is not integer".into())),
         })
     }
@@ -120,17 +129,26 @@ pub fn decode(bytes: &[u8]) -> Result<NpyArray> {
             if bytes.len() < 12 {
                 return Err(bad("truncated header"));
             }
-            (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12)
+            (
+                u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+                12,
+            )
         }
         v => return Err(bad(&format!("unsupported format version {v}"))),
     };
-    let end = start.checked_add(header_len).filter(|&e| e <= bytes.len()).ok_or_else(|| bad("truncated header"))?;
+    let end = start
+        .checked_add(header_len)
+        .filter(|&e| e <= bytes.len())
+        .ok_or_else(|| bad("truncated header"))?;
     let header = std::str::from_utf8(&bytes[start..end]).map_err(|_| bad("header is not UTF-8"))?;
     let descr = dict_value(header, "descr").ok_or_else(|| bad("header has no 'descr'"))?;
     let descr = descr.trim_matches(|c| c == '\'' || c == '"');
-    let fortran = dict_value(header, "fortran_order").ok_or_else(|| bad("header has no 'fortran_order'"))?;
+    let fortran =
+        dict_value(header, "fortran_order").ok_or_else(|| bad("header has no 'fortran_order'"))?;
     if fortran.trim() != "False" {
-        return Err(bad("Fortran-ordered arrays are not supported (save with C order)"));
+        return Err(bad(
+            "Fortran-ordered arrays are not supported (save with C order)",
+        ));
     }
     let shape_src = dict_value(header, "shape").ok_or_else(|| bad("header has no 'shape'"))?;
     let shape = shape_src
@@ -138,11 +156,16 @@ pub fn decode(bytes: &[u8]) -> Result<NpyArray> {
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(|s| s.parse::<usize>().map_err(|_| bad(&format!("bad dimension {s:?}"))))
+        .map(|s| {
+            s.parse::<usize>()
+                .map_err(|_| bad(&format!("bad dimension {s:?}")))
+        })
         .collect::<Result<Vec<_>>>()?;
     let dtype = NpyDType::parse(descr)?;
     let n = checked_numel(&shape)?;
-    let need = n.checked_mul(dtype.size()).ok_or_else(|| bad("array too large"))?;
+    let need = n
+        .checked_mul(dtype.size())
+        .ok_or_else(|| bad("array too large"))?;
     let data = &bytes[end..];
     if data.len() != need {
         return Err(Error::Decode(format!(
@@ -150,14 +173,21 @@ pub fn decode(bytes: &[u8]) -> Result<NpyArray> {
             data.len()
         )));
     }
-    Ok(NpyArray { dtype, shape, data: data.to_vec() })
+    Ok(NpyArray {
+        dtype,
+        shape,
+        data: data.to_vec(),
+    })
 }
 
 /// The raw text of `key`'s value in a Python dict literal header.
 fn dict_value<'a>(header: &'a str, key: &str) -> Option<&'a str> {
     let k1 = format!("'{key}'");
     let k2 = format!("\"{key}\"");
-    let pos = header.find(&k1).map(|p| p + k1.len()).or_else(|| header.find(&k2).map(|p| p + k2.len()))?;
+    let pos = header
+        .find(&k1)
+        .map(|p| p + k1.len())
+        .or_else(|| header.find(&k2).map(|p| p + k2.len()))?;
     let rest = header[pos..].trim_start().strip_prefix(':')?.trim_start();
     let end = if rest.starts_with('(') {
         rest.find(')')? + 1
@@ -172,9 +202,16 @@ pub fn encode_raw(dtype: NpyDType, shape: &[usize], data: &[u8]) -> Vec<u8> {
     let dims = match shape.len() {
         0 => String::new(),
         1 => format!("{},", shape[0]),
-        _ => shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", "),
+        _ => shape
+            .iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
     };
-    let mut header = format!("{{'descr': '{}', 'fortran_order': False, 'shape': ({dims}), }}", dtype.descr());
+    let mut header = format!(
+        "{{'descr': '{}', 'fortran_order': False, 'shape': ({dims}), }}",
+        dtype.descr()
+    );
     // Pad with spaces so the data starts on a 64-byte boundary; the header ends in '\n'.
     let unpadded = MAGIC.len() + 4 + header.len() + 1;
     header.push_str(&" ".repeat((64 - unpadded % 64) % 64));
@@ -228,7 +265,7 @@ mod tests {
         let mut b = MAGIC.to_vec();
         b.extend_from_slice(&[1, 0]);
         let mut h = "{'descr': '|i1', 'fortran_order': False, 'shape': (1, 2), }".to_string();
-        while (10 + h.len() + 1) % 64 != 0 {
+        while !(10 + h.len() + 1).is_multiple_of(64) {
             h.push(' ');
         }
         h.push('\n');
@@ -248,7 +285,8 @@ mod tests {
         assert!(err.to_string().contains("truncated"), "{err}");
         let f = encode_f32(&[1], &[1.0]);
         assert!(decode(&f).unwrap().into_tensor().is_err());
-        let fortran = String::from_utf8_lossy(&bytes).replace("'fortran_order': False", "'fortran_order': True ");
+        let fortran = String::from_utf8_lossy(&bytes)
+            .replace("'fortran_order': False", "'fortran_order': True ");
         assert!(decode(fortran.as_bytes()).is_err());
     }
 }

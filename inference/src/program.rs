@@ -64,7 +64,10 @@ impl Program {
         match slot as usize {
             0 => Ok(&self.input),
             i if i <= self.ops.len() => Ok(&self.ops[i - 1].output),
-            _ => Err(Error::Program(format!("slot {slot} does not exist ({} slots)", self.slot_count()))),
+            _ => Err(Error::Program(format!(
+                "slot {slot} does not exist ({} slots)",
+                self.slot_count()
+            ))),
         }
     }
 
@@ -72,13 +75,14 @@ impl Program {
     fn operand_type(&self, op_index: usize, operand: Operand) -> Result<&TensorType> {
         match operand {
             Operand::Slot(s) if (s as usize) < op_index => self.slot_type(s),
-            Operand::Slot(s) => {
-                Err(Error::Program(format!("op {op_index} reads slot {s}, which is not written before it")))
-            }
-            Operand::Weight(w) => self
-                .weights
-                .get(w as usize)
-                .ok_or_else(|| Error::Program(format!("op {op_index} reads weight {w}, which does not exist"))),
+            Operand::Slot(s) => Err(Error::Program(format!(
+                "op {op_index} reads slot {s}, which is not written before it"
+            ))),
+            Operand::Weight(w) => self.weights.get(w as usize).ok_or_else(|| {
+                Error::Program(format!(
+                    "op {op_index} reads weight {w}, which does not exist"
+                ))
+            }),
         }
     }
 
@@ -118,7 +122,8 @@ impl Program {
 
     /// Parses and validates a program from JSON.
     pub fn from_json(s: &str) -> Result<Self> {
-        let p: Self = serde_json::from_str(s).map_err(|e| Error::Decode(format!("program JSON: {e}")))?;
+        let p: Self =
+            serde_json::from_str(s).map_err(|e| Error::Decode(format!("program JSON: {e}")))?;
         p.validate()?;
         Ok(p)
     }
@@ -134,17 +139,24 @@ impl Program {
 
     /// The hashes of every op's encoding, in order: the leaves of the ops tree.
     pub fn op_hashes(&self) -> Result<Vec<H256>> {
-        self.ops.iter().map(|n| encode_op(n).map(|e| keccak256(&e))).collect()
+        self.ops
+            .iter()
+            .map(|n| encode_op(n).map(|e| keccak256(&e)))
+            .collect()
     }
 
     /// The Merkle tree over the op hashes.
     pub fn ops_tree(&self) -> Result<MerkleTree> {
-        Ok(MerkleTree::new(self.op_hashes()?.into_iter().map(|h| h.0).collect()))
+        Ok(MerkleTree::new(
+            self.op_hashes()?.into_iter().map(|h| h.0).collect(),
+        ))
     }
 
     /// Proof that op `index` (1-based) is in the ops tree.
     pub fn prove_op(&self, index: usize) -> Result<MerkleProof> {
-        let i = index.checked_sub(1).ok_or_else(|| Error::Program("op 0 does not exist".into()))?;
+        let i = index
+            .checked_sub(1)
+            .ok_or_else(|| Error::Program("op 0 does not exist".into()))?;
         self.ops_tree()?.prove(i)
     }
 
@@ -171,14 +183,17 @@ pub fn encode_type(t: &TensorType) -> Result<Vec<u8>> {
     }
     let mut b = vec![t.dtype.code(), t.shape.len() as u8];
     for &d in &t.shape {
-        let d = u32::try_from(d).map_err(|_| Error::Program(format!("{t}: dimension above 2^32 - 1")))?;
+        let d = u32::try_from(d)
+            .map_err(|_| Error::Program(format!("{t}: dimension above 2^32 - 1")))?;
         b.extend_from_slice(&d.to_be_bytes());
     }
     Ok(b)
 }
 
 fn u32_of(v: usize, what: &str) -> Result<[u8; 4]> {
-    u32::try_from(v).map(u32::to_be_bytes).map_err(|_| Error::Program(format!("{what} {v} above 2^32 - 1")))
+    u32::try_from(v)
+        .map(u32::to_be_bytes)
+        .map_err(|_| Error::Program(format!("{what} {v} above 2^32 - 1")))
 }
 
 /// The canonical encoding of one op node:
@@ -189,11 +204,21 @@ pub fn encode_op(node: &OpNode) -> Result<Vec<u8>> {
     let i32p = |b: &mut Vec<u8>, v: i32| b.extend_from_slice(&v.to_be_bytes());
     let u32p = |b: &mut Vec<u8>, v: u32| b.extend_from_slice(&v.to_be_bytes());
     match &node.op {
-        Op::FullyConnected { x_zero_point, y_zero_point } => {
+        Op::FullyConnected {
+            x_zero_point,
+            y_zero_point,
+        } => {
             i32p(&mut b, *x_zero_point);
             i32p(&mut b, *y_zero_point);
         }
-        Op::BatchMatmul { transpose_b, a_zero_point, b_zero_point, multiplier, shift, y_zero_point } => {
+        Op::BatchMatmul {
+            transpose_b,
+            a_zero_point,
+            b_zero_point,
+            multiplier,
+            shift,
+            y_zero_point,
+        } => {
             b.push(*transpose_b as u8);
             i32p(&mut b, *a_zero_point);
             i32p(&mut b, *b_zero_point);
@@ -201,7 +226,14 @@ pub fn encode_op(node: &OpNode) -> Result<Vec<u8>> {
             u32p(&mut b, *shift);
             i32p(&mut b, *y_zero_point);
         }
-        Op::Add { a_zero_point, a_multiplier, b_zero_point, b_multiplier, shift, y_zero_point } => {
+        Op::Add {
+            a_zero_point,
+            a_multiplier,
+            b_zero_point,
+            b_multiplier,
+            shift,
+            y_zero_point,
+        } => {
             i32p(&mut b, *a_zero_point);
             i32p(&mut b, *a_multiplier);
             i32p(&mut b, *b_zero_point);
@@ -209,37 +241,67 @@ pub fn encode_op(node: &OpNode) -> Result<Vec<u8>> {
             u32p(&mut b, *shift);
             i32p(&mut b, *y_zero_point);
         }
-        Op::Mul { a_zero_point, b_zero_point, multiplier, shift, y_zero_point } => {
+        Op::Mul {
+            a_zero_point,
+            b_zero_point,
+            multiplier,
+            shift,
+            y_zero_point,
+        } => {
             i32p(&mut b, *a_zero_point);
             i32p(&mut b, *b_zero_point);
             i32p(&mut b, *multiplier);
             u32p(&mut b, *shift);
             i32p(&mut b, *y_zero_point);
         }
-        Op::Requantize { x_zero_point, multiplier, shift, y_zero_point } => {
+        Op::Requantize {
+            x_zero_point,
+            multiplier,
+            shift,
+            y_zero_point,
+        } => {
             i32p(&mut b, *x_zero_point);
             i32p(&mut b, *multiplier);
             u32p(&mut b, *shift);
             i32p(&mut b, *y_zero_point);
         }
         Op::Lut | Op::Embedding | Op::Reshape | Op::Argmax => {}
-        Op::Softmax { causal, frac_bits, y_zero_point } => {
+        Op::Softmax {
+            causal,
+            frac_bits,
+            y_zero_point,
+        } => {
             b.push(*causal as u8);
             u32p(&mut b, *frac_bits);
             i32p(&mut b, *y_zero_point);
         }
-        Op::LayerNorm { epsilon, shift, y_zero_point } => {
+        Op::LayerNorm {
+            epsilon,
+            shift,
+            y_zero_point,
+        } => {
             b.extend_from_slice(&epsilon.to_be_bytes());
             u32p(&mut b, *shift);
             i32p(&mut b, *y_zero_point);
         }
-        Op::RmsNorm { x_zero_point, epsilon, shift, y_zero_point } => {
+        Op::RmsNorm {
+            x_zero_point,
+            epsilon,
+            shift,
+            y_zero_point,
+        } => {
             i32p(&mut b, *x_zero_point);
             b.extend_from_slice(&epsilon.to_be_bytes());
             u32p(&mut b, *shift);
             i32p(&mut b, *y_zero_point);
         }
-        Op::Rope { x_zero_point, y_zero_point, position_offset, frac_bits, pairing } => {
+        Op::Rope {
+            x_zero_point,
+            y_zero_point,
+            position_offset,
+            frac_bits,
+            pairing,
+        } => {
             i32p(&mut b, *x_zero_point);
             i32p(&mut b, *y_zero_point);
             u32p(&mut b, *position_offset);
@@ -255,16 +317,27 @@ pub fn encode_op(node: &OpNode) -> Result<Vec<u8>> {
             }
             b.push(perm.len() as u8);
             for &p in perm {
-                b.push(u8::try_from(p).map_err(|_| Error::Program("transpose: axis above 255".into()))?);
+                b.push(
+                    u8::try_from(p)
+                        .map_err(|_| Error::Program("transpose: axis above 255".into()))?,
+                );
             }
         }
-        Op::Concat { axis } => b.push(u8::try_from(*axis).map_err(|_| Error::Program("concat: axis above 255".into()))?),
+        Op::Concat { axis } => b.push(
+            u8::try_from(*axis).map_err(|_| Error::Program("concat: axis above 255".into()))?,
+        ),
         Op::Slice { axis, start, end } => {
-            b.push(u8::try_from(*axis).map_err(|_| Error::Program("slice: axis above 255".into()))?);
+            b.push(
+                u8::try_from(*axis).map_err(|_| Error::Program("slice: axis above 255".into()))?,
+            );
             b.extend_from_slice(&u32_of(*start, "slice start")?);
             b.extend_from_slice(&u32_of(*end, "slice end")?);
         }
-        Op::MeanPool { x_zero_point, frac_bits, y_zero_point } => {
+        Op::MeanPool {
+            x_zero_point,
+            frac_bits,
+            y_zero_point,
+        } => {
             i32p(&mut b, *x_zero_point);
             u32p(&mut b, *frac_bits);
             i32p(&mut b, *y_zero_point);
@@ -302,7 +375,13 @@ impl ProgramBuilder {
     /// A builder for a program taking `input`.
     pub fn new(input: TensorType) -> Self {
         Self {
-            program: Program { version: PROGRAM_VERSION, input, weights: Vec::new(), ops: Vec::new(), output: 0 },
+            program: Program {
+                version: PROGRAM_VERSION,
+                input,
+                weights: Vec::new(),
+                ops: Vec::new(),
+                output: 0,
+            },
             weights: Vec::new(),
         }
     }
@@ -334,16 +413,31 @@ impl ProgramBuilder {
 
     /// Appends `op` on `inputs` with output dtype `dtype`; returns its slot.
     pub fn push(&mut self, op: Op, inputs: &[Operand], dtype: DType) -> Result<Operand> {
-        let types = inputs.iter().map(|&o| self.type_of(o)).collect::<Result<Vec<_>>>()?;
+        let types = inputs
+            .iter()
+            .map(|&o| self.type_of(o))
+            .collect::<Result<Vec<_>>>()?;
         let output = op.infer(&types.iter().collect::<Vec<_>>(), dtype)?;
         self.push_typed(op, inputs, output)
     }
 
     /// Appends `op` with an explicitly declared output type; returns its slot.
-    pub fn push_typed(&mut self, op: Op, inputs: &[Operand], output: TensorType) -> Result<Operand> {
-        let types = inputs.iter().map(|&o| self.type_of(o)).collect::<Result<Vec<_>>>()?;
+    pub fn push_typed(
+        &mut self,
+        op: Op,
+        inputs: &[Operand],
+        output: TensorType,
+    ) -> Result<Operand> {
+        let types = inputs
+            .iter()
+            .map(|&o| self.type_of(o))
+            .collect::<Result<Vec<_>>>()?;
         op.check(&types.iter().collect::<Vec<_>>(), &output)?;
-        self.program.ops.push(OpNode { op, inputs: inputs.to_vec(), output });
+        self.program.ops.push(OpNode {
+            op,
+            inputs: inputs.to_vec(),
+            output,
+        });
         Ok(Operand::Slot(self.program.ops.len() as u32))
     }
 
@@ -354,7 +448,10 @@ impl ProgramBuilder {
     }
 
     /// Finishes with `output` as the program's output slot.
-    pub fn finish(mut self, output: Operand) -> Result<(Program, Vec<(String, crate::tensor::Tensor)>)> {
+    pub fn finish(
+        mut self,
+        output: Operand,
+    ) -> Result<(Program, Vec<(String, crate::tensor::Tensor)>)> {
         match output {
             Operand::Slot(s) => self.program.output = s,
             Operand::Weight(_) => return Err(Error::Program("the output must be a slot".into())),

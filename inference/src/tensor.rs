@@ -93,7 +93,10 @@ pub struct TensorType {
 impl TensorType {
     /// A new tensor type.
     pub fn new(dtype: DType, shape: impl Into<Vec<usize>>) -> Self {
-        Self { dtype, shape: shape.into() }
+        Self {
+            dtype,
+            shape: shape.into(),
+        }
     }
 
     /// Number of elements (1 for a scalar of rank 0).
@@ -167,7 +170,13 @@ pub struct Tensor {
 
 impl fmt::Debug for Tensor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Tensor({}{:?}, {} elements)", self.dtype(), self.shape, self.numel())
+        write!(
+            f,
+            "Tensor({}{:?}, {} elements)",
+            self.dtype(),
+            self.shape,
+            self.numel()
+        )
     }
 }
 
@@ -177,7 +186,11 @@ impl Tensor {
         let shape = shape.into();
         let expected = checked_numel(&shape)?;
         if expected != data.len() {
-            return Err(Error::DataLength { shape, expected, got: data.len() });
+            return Err(Error::DataLength {
+                shape,
+                expected,
+                got: data.len(),
+            });
         }
         Ok(Self { shape, data })
     }
@@ -200,7 +213,10 @@ impl Tensor {
     /// A zero tensor of the given type.
     pub fn zeros(ty: &TensorType) -> Result<Self> {
         let n = checked_numel(&ty.shape)?;
-        Ok(Self { shape: ty.shape.clone(), data: TensorData::zeros(ty.dtype, n) })
+        Ok(Self {
+            shape: ty.shape.clone(),
+            data: TensorData::zeros(ty.dtype, n),
+        })
     }
 
     /// Builds a tensor of `dtype` from wide values that must already be in range.
@@ -218,15 +234,25 @@ impl Tensor {
         let shape = shape.into();
         let n = checked_numel(&shape)?;
         if bytes.len() != n * dtype.size() {
-            return Err(Error::DataLength { shape, expected: n * dtype.size(), got: bytes.len() });
+            return Err(Error::DataLength {
+                shape,
+                expected: n * dtype.size(),
+                got: bytes.len(),
+            });
         }
         let data = match dtype {
             DType::I8 => TensorData::I8(bytes.iter().map(|&b| b as i8).collect()),
             DType::I16 => TensorData::I16(
-                bytes.chunks_exact(2).map(|c| i16::from_le_bytes([c[0], c[1]])).collect(),
+                bytes
+                    .chunks_exact(2)
+                    .map(|c| i16::from_le_bytes([c[0], c[1]]))
+                    .collect(),
             ),
             DType::I32 => TensorData::I32(
-                bytes.chunks_exact(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+                bytes
+                    .chunks_exact(4)
+                    .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect(),
             ),
         };
         Ok(Self { shape, data })
@@ -271,7 +297,11 @@ impl Tensor {
     pub fn as_i8(&self, what: &str) -> Result<&[i8]> {
         match &self.data {
             TensorData::I8(v) => Ok(v),
-            d => Err(Error::DType { what: what.to_string(), expected: "i8".into(), got: d.dtype() }),
+            d => Err(Error::DType {
+                what: what.to_string(),
+                expected: "i8".into(),
+                got: d.dtype(),
+            }),
         }
     }
 
@@ -279,7 +309,11 @@ impl Tensor {
     pub fn as_i16(&self, what: &str) -> Result<&[i16]> {
         match &self.data {
             TensorData::I16(v) => Ok(v),
-            d => Err(Error::DType { what: what.to_string(), expected: "i16".into(), got: d.dtype() }),
+            d => Err(Error::DType {
+                what: what.to_string(),
+                expected: "i16".into(),
+                got: d.dtype(),
+            }),
         }
     }
 
@@ -287,7 +321,11 @@ impl Tensor {
     pub fn as_i32(&self, what: &str) -> Result<&[i32]> {
         match &self.data {
             TensorData::I32(v) => Ok(v),
-            d => Err(Error::DType { what: what.to_string(), expected: "i32".into(), got: d.dtype() }),
+            d => Err(Error::DType {
+                what: what.to_string(),
+                expected: "i32".into(),
+                got: d.dtype(),
+            }),
         }
     }
 
@@ -344,7 +382,11 @@ mod tests {
     fn wrong_length_is_an_error() {
         assert!(matches!(
             Tensor::from_i8([3], vec![1, 2]),
-            Err(Error::DataLength { expected: 3, got: 2, .. })
+            Err(Error::DataLength {
+                expected: 3,
+                got: 2,
+                ..
+            })
         ));
         assert!(Tensor::from_le_bytes(DType::I32, [1], &[0, 0, 0]).is_err());
     }

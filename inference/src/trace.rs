@@ -35,22 +35,36 @@ impl Weights {
         }
         for (i, (t, ty)) in tensors.iter().zip(&program.weights).enumerate() {
             if t.ty() != *ty {
-                return Err(Error::Program(format!("weight {i} is {}, the program declares {ty}", t.ty())));
+                return Err(Error::Program(format!(
+                    "weight {i} is {}, the program declares {ty}",
+                    t.ty()
+                )));
             }
         }
         let mut packed: Vec<Option<PackedMatrix>> = vec![None; tensors.len()];
         for node in &program.ops {
-            if let (Op::FullyConnected { .. }, Some(Operand::Weight(w))) = (&node.op, node.inputs.get(1)) {
+            if let (Op::FullyConnected { .. }, Some(Operand::Weight(w))) =
+                (&node.op, node.inputs.get(1))
+            {
                 let w = *w as usize;
                 if packed[w].is_none() {
                     let t = &tensors[w];
-                    packed[w] = Some(PackedMatrix::pack(t.as_i8("fully_connected w")?, t.shape()[0], t.shape()[1]));
+                    packed[w] = Some(PackedMatrix::pack(
+                        t.as_i8("fully_connected w")?,
+                        t.shape()[0],
+                        t.shape()[1],
+                    ));
                 }
             }
         }
         let hashes: Vec<H256> = tensors.iter().map(commit::tensor_hash).collect();
         let root = commit::weights_root(&hashes);
-        Ok(Self { tensors, hashes, root, packed })
+        Ok(Self {
+            tensors,
+            hashes,
+            root,
+            packed,
+        })
     }
 
     /// The weight tensors, in program order.
@@ -76,26 +90,39 @@ impl Weights {
 
 fn check_input(program: &Program, input: &Tensor) -> Result<()> {
     if input.ty() != program.input {
-        return Err(Error::Program(format!("the input is {}, the program takes {}", input.ty(), program.input)));
+        return Err(Error::Program(format!(
+            "the input is {}, the program takes {}",
+            input.ty(),
+            program.input
+        )));
     }
     Ok(())
 }
 
 /// Runs op `index` (1-based) reading operands from `slots`.
-fn step(program: &Program, weights: &Weights, slots: &[Option<Tensor>], index: usize) -> Result<Tensor> {
+fn step(
+    program: &Program,
+    weights: &Weights,
+    slots: &[Option<Tensor>],
+    index: usize,
+) -> Result<Tensor> {
     let node = &program.ops[index - 1];
     let inputs = node
         .inputs
         .iter()
         .map(|o| match *o {
-            Operand::Slot(s) => slots[s as usize]
-                .as_ref()
-                .ok_or_else(|| Error::Program(format!("op {index} reads slot {s}, which was freed or never written"))),
+            Operand::Slot(s) => slots[s as usize].as_ref().ok_or_else(|| {
+                Error::Program(format!(
+                    "op {index} reads slot {s}, which was freed or never written"
+                ))
+            }),
             Operand::Weight(w) => Ok(&weights.tensors[w as usize]),
         })
         .collect::<Result<Vec<_>>>()?;
     let packed = match (&node.op, node.inputs.get(1)) {
-        (Op::FullyConnected { .. }, Some(Operand::Weight(w))) => weights.packed[*w as usize].as_ref(),
+        (Op::FullyConnected { .. }, Some(Operand::Weight(w))) => {
+            weights.packed[*w as usize].as_ref()
+        }
         _ => None,
     };
     node.op
@@ -123,10 +150,10 @@ pub fn run(program: &Program, weights: &Weights, input: &Tensor) -> Result<Tenso
         let out = step(program, weights, &slots, i)?;
         slots[i] = Some(out);
         for s in &program.ops[i - 1].inputs {
-            if let Operand::Slot(s) = s {
-                if last_use[*s as usize] == i {
-                    slots[*s as usize] = None;
-                }
+            if let Operand::Slot(s) = s
+                && last_use[*s as usize] == i
+            {
+                slots[*s as usize] = None;
             }
         }
     }
@@ -155,10 +182,19 @@ impl Trace {
         for i in 1..=n {
             slots[i] = Some(step(program, weights, &slots, i)?);
         }
-        let slots: Vec<Tensor> = slots.into_iter().map(|s| s.expect("every slot was written")).collect();
+        let slots: Vec<Tensor> = slots
+            .into_iter()
+            .map(|s| s.expect("every slot was written"))
+            .collect();
         let slot_hashes: Vec<H256> = slots.iter().map(commit::tensor_hash).collect();
         let roots = ActivationRoots::new(&slot_hashes);
-        Ok(Self { slots, slot_hashes, weights_root: weights.root(), roots, output: program.output })
+        Ok(Self {
+            slots,
+            slot_hashes,
+            weights_root: weights.root(),
+            roots,
+            output: program.output,
+        })
     }
 
     /// Number of ops `n`; states run from `s_0` to `s_n`.
@@ -178,7 +214,10 @@ impl Trace {
 
     /// Tensor hash of `slot`.
     pub fn slot_hash(&self, slot: usize) -> Result<H256> {
-        self.slot_hashes.get(slot).copied().ok_or_else(|| self.no_slot(slot))
+        self.slot_hashes
+            .get(slot)
+            .copied()
+            .ok_or_else(|| self.no_slot(slot))
     }
 
     /// Tensor hashes of every slot.
@@ -193,12 +232,17 @@ impl Trace {
 
     /// The execution state `s_i = keccak256(weightsRoot || activationsRoot_i)`.
     pub fn state(&self, i: usize) -> Result<H256> {
-        Ok(commit::execution_state(self.weights_root, self.activations_root(i)?))
+        Ok(commit::execution_state(
+            self.weights_root,
+            self.activations_root(i)?,
+        ))
     }
 
     /// Every state `s_0..=s_n`.
     pub fn states(&self) -> Vec<H256> {
-        (0..=self.op_count()).map(|i| self.state(i).expect("in range")).collect()
+        (0..=self.op_count())
+            .map(|i| self.state(i).expect("in range"))
+            .collect()
     }
 
     /// Proof that `slot`'s tensor hash is in the activations root of state `i`
@@ -208,7 +252,9 @@ impl Trace {
             return Err(self.no_state(i));
         }
         if slot > i {
-            return Err(Error::Param(format!("slot {slot} is not yet written in state {i}")));
+            return Err(Error::Param(format!(
+                "slot {slot} is not yet written in state {i}"
+            )));
         }
         commit::prove_slot(&self.slot_hashes[..=i], self.slots.len(), slot)
     }
@@ -216,7 +262,10 @@ impl Trace {
     /// Proof of leaf `leaf` of `slot`'s data tree, with the leaf's 32 bytes.
     pub fn prove_leaf(&self, slot: usize, leaf: usize) -> Result<([u8; 32], MerkleProof)> {
         let t = self.tensor(slot)?;
-        Ok((commit::tensor_leaf(t, leaf)?, commit::tensor_data_tree(t).prove(leaf)?))
+        Ok((
+            commit::tensor_leaf(t, leaf)?,
+            commit::tensor_data_tree(t).prove(leaf)?,
+        ))
     }
 
     /// Proof of leaves `start..end` of `slot`'s data tree.
@@ -225,10 +274,16 @@ impl Trace {
     }
 
     fn no_slot(&self, slot: usize) -> Error {
-        Error::Param(format!("slot {slot} does not exist ({} slots)", self.slots.len()))
+        Error::Param(format!(
+            "slot {slot} does not exist ({} slots)",
+            self.slots.len()
+        ))
     }
 
     fn no_state(&self, i: usize) -> Error {
-        Error::Param(format!("state {i} does not exist (0..={})", self.op_count()))
+        Error::Param(format!(
+            "state {i} does not exist (0..={})",
+            self.op_count()
+        ))
     }
 }

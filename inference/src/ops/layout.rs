@@ -25,7 +25,9 @@ pub fn transpose(x: &Tensor, perm: &[usize]) -> Result<Tensor> {
     let shape = x.shape();
     let r = shape.len();
     if perm.len() != r {
-        return Err(Error::Param(format!("transpose: perm {perm:?} for rank {r}")));
+        return Err(Error::Param(format!(
+            "transpose: perm {perm:?} for rank {r}"
+        )));
     }
     let out_shape: Vec<usize> = perm.iter().map(|&p| shape[p]).collect();
     let mut in_strides = vec![1usize; r];
@@ -56,7 +58,9 @@ pub fn transpose(x: &Tensor, perm: &[usize]) -> Result<Tensor> {
 
 /// `concat` along `axis`.
 pub fn concat(xs: &[&Tensor], axis: usize) -> Result<Tensor> {
-    let first = xs.first().ok_or_else(|| Error::Param("concat: no operands".into()))?;
+    let first = xs
+        .first()
+        .ok_or_else(|| Error::Param("concat: no operands".into()))?;
     let shape = first.shape();
     let outer: usize = shape[..axis].iter().product();
     let inner: usize = shape[axis + 1..].iter().product();
@@ -78,7 +82,14 @@ pub fn concat(xs: &[&Tensor], axis: usize) -> Result<Tensor> {
     Tensor::new(out_shape, data)
 }
 
-fn copy_blocks<T: Copy>(dst: &mut [T], src: &[T], outer: usize, chunk: usize, row: usize, pos: usize) {
+fn copy_blocks<T: Copy>(
+    dst: &mut [T],
+    src: &[T],
+    outer: usize,
+    chunk: usize,
+    row: usize,
+    pos: usize,
+) {
     for o in 0..outer {
         dst[o * row + pos..o * row + pos + chunk].copy_from_slice(&src[o * chunk..(o + 1) * chunk]);
     }

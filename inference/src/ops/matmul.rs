@@ -58,9 +58,15 @@ pub fn fully_connected(
     let mut values = vec![0i64; rows * n];
     if n > 0 {
         if rows * n >= PARALLEL_MIN_ELEMENTS {
-            values.par_chunks_mut(n).zip(acc.par_chunks(n)).for_each(|(d, r)| epilogue(r, d));
+            values
+                .par_chunks_mut(n)
+                .zip(acc.par_chunks(n))
+                .for_each(|(d, r)| epilogue(r, d));
         } else {
-            values.chunks_mut(n).zip(acc.chunks(n)).for_each(|(d, r)| epilogue(r, d));
+            values
+                .chunks_mut(n)
+                .zip(acc.chunks(n))
+                .for_each(|(d, r)| epilogue(r, d));
         }
     }
     let mut shape = x.shape().to_vec();
@@ -85,10 +91,16 @@ pub fn batch_matmul(
     let bv = b.as_i8("batch_matmul b")?;
     let (ba, m, k) = (a.shape()[0], a.shape()[1], a.shape()[2]);
     let bb = b.shape()[0];
-    let n = if transpose_b { b.shape()[1] } else { b.shape()[2] };
+    let n = if transpose_b {
+        b.shape()[1]
+    } else {
+        b.shape()[2]
+    };
     let group = ba / bb;
     let (lo, hi) = (out.min(), out.max());
-    let kz = (k as i32).wrapping_mul(a_zero_point).wrapping_mul(b_zero_point);
+    let kz = (k as i32)
+        .wrapping_mul(a_zero_point)
+        .wrapping_mul(b_zero_point);
     let mut values = vec![0i64; ba * m * n];
     // One packed b per batch of b, shared by the `group` batches of a that use it.
     let packs: Vec<PackedMatrix> = (0..bb)
@@ -114,7 +126,9 @@ pub fn batch_matmul(
         gemm::matmul(x, m, pack, &mut acc);
         // sum (a - za)(b - zb) = sum ab - za sum_k b - zb sum_k a + K za zb, wrapping.
         for r in 0..m {
-            let row_a: i32 = x[r * k..(r + 1) * k].iter().fold(0i32, |s, &v| s.wrapping_add(v as i32));
+            let row_a: i32 = x[r * k..(r + 1) * k]
+                .iter()
+                .fold(0i32, |s, &v| s.wrapping_add(v as i32));
             let ra = b_zero_point.wrapping_mul(row_a);
             for c in 0..n {
                 let v = acc[r * n + c]
@@ -127,9 +141,15 @@ pub fn batch_matmul(
     };
     if m * n > 0 {
         if ba * m * n * k >= PARALLEL_MIN_ELEMENTS * 16 {
-            values.par_chunks_mut(m * n).enumerate().for_each(|(i, d)| per_batch(i, d));
+            values
+                .par_chunks_mut(m * n)
+                .enumerate()
+                .for_each(|(i, d)| per_batch(i, d));
         } else {
-            values.chunks_mut(m * n).enumerate().for_each(|(i, d)| per_batch(i, d));
+            values
+                .chunks_mut(m * n)
+                .enumerate()
+                .for_each(|(i, d)| per_batch(i, d));
         }
     }
     Ok(Tensor::from_values(out, vec![ba, m, n], values))

@@ -1,7 +1,7 @@
 //! The op set: one variant of [`Op`] per entry of `docs/ops.md`.
 //!
 //! Every op is defined once in the spec and implemented here by a fast kernel (one file per
-//! family) and by [`reference`], a naive element-by-element transcription of the spec that
+//! family) and by [`reference`](mod@reference), a naive element-by-element transcription of the spec that
 //! the property tests hold the kernels to. [`Op::check`] validates a use of an op (operand
 //! dtypes and shapes, parameters, the declared output) before anything runs, so kernels
 //! only meet inputs they are defined for.
@@ -306,7 +306,11 @@ impl Op {
         let kind = self.kind();
         let arity = |lo: usize, hi: usize| -> Result<()> {
             if inputs.len() < lo || inputs.len() > hi {
-                let want = if lo == hi { lo.to_string() } else { format!("{lo} to {hi}") };
+                let want = if lo == hi {
+                    lo.to_string()
+                } else {
+                    format!("{lo} to {hi}")
+                };
                 return Err(Error::Program(format!(
                     "{kind} takes {want} operands, got {}",
                     inputs.len()
@@ -326,7 +330,10 @@ impl Op {
             }
         };
         match self {
-            Self::FullyConnected { x_zero_point, y_zero_point } => {
+            Self::FullyConnected {
+                x_zero_point,
+                y_zero_point,
+            } => {
                 arity(5, 5)?;
                 let (x, w, bias, m, s) = (inputs[0], inputs[1], inputs[2], inputs[3], inputs[4]);
                 want_dtype(kind, "x", x, &[DType::I8])?;
@@ -345,7 +352,9 @@ impl Op {
                 }
                 for (what, t) in [("bias", bias), ("multiplier", m), ("shift", s)] {
                     if t.shape != [n] {
-                        return Err(Error::Shape(format!("{kind}: {what} must be [{n}], got {t}")));
+                        return Err(Error::Shape(format!(
+                            "{kind}: {what} must be [{n}], got {t}"
+                        )));
                     }
                 }
                 zero_point(kind, "x_zero_point", *x_zero_point, DType::I8)?;
@@ -392,14 +401,28 @@ impl Op {
                 zero_point(kind, "y_zero_point", *y_zero_point, dt)?;
                 Ok(TensorType::new(dt, vec![ba, m, n]))
             }
-            Self::Add { a_zero_point, b_zero_point, shift, y_zero_point, .. }
-            | Self::Mul { a_zero_point, b_zero_point, shift, y_zero_point, .. } => {
+            Self::Add {
+                a_zero_point,
+                b_zero_point,
+                shift,
+                y_zero_point,
+                ..
+            }
+            | Self::Mul {
+                a_zero_point,
+                b_zero_point,
+                shift,
+                y_zero_point,
+                ..
+            } => {
                 arity(2, 2)?;
                 let (a, b) = (inputs[0], inputs[1]);
                 want_dtype(kind, "a", a, INT_TYPES)?;
                 want_dtype(kind, "b", b, INT_TYPES)?;
                 if a.shape != b.shape {
-                    return Err(Error::Shape(format!("{kind}: a {a} and b {b} differ in shape")));
+                    return Err(Error::Shape(format!(
+                        "{kind}: a {a} and b {b} differ in shape"
+                    )));
                 }
                 zero_point(kind, "a_zero_point", *a_zero_point, a.dtype)?;
                 zero_point(kind, "b_zero_point", *b_zero_point, b.dtype)?;
@@ -408,7 +431,12 @@ impl Op {
                 zero_point(kind, "y_zero_point", *y_zero_point, dt)?;
                 Ok(TensorType::new(dt, a.shape.clone()))
             }
-            Self::Requantize { x_zero_point, shift, y_zero_point, .. } => {
+            Self::Requantize {
+                x_zero_point,
+                shift,
+                y_zero_point,
+                ..
+            } => {
                 arity(1, 1)?;
                 let x = inputs[0];
                 want_dtype(kind, "x", x, INT_TYPES)?;
@@ -423,12 +451,18 @@ impl Op {
                 let (x, table) = (inputs[0], inputs[1]);
                 want_dtype(kind, "x", x, &[DType::I8])?;
                 if table.shape != [256] {
-                    return Err(Error::Shape(format!("{kind}: table must be [256], got {table}")));
+                    return Err(Error::Shape(format!(
+                        "{kind}: table must be [256], got {table}"
+                    )));
                 }
                 let dt = out(&[table.dtype])?;
                 Ok(TensorType::new(dt, x.shape.clone()))
             }
-            Self::Softmax { causal: _, frac_bits, y_zero_point } => {
+            Self::Softmax {
+                causal: _,
+                frac_bits,
+                y_zero_point,
+            } => {
                 arity(2, 3)?;
                 let (x, table) = (inputs[0], inputs[1]);
                 want_dtype(kind, "x", x, &[DType::I8, DType::I16])?;
@@ -444,7 +478,7 @@ impl Op {
                     let n = x.shape[x.shape.len() - 1];
                     let l: usize = x.shape[..x.shape.len().saturating_sub(2)].iter().product();
                     let g = mask.shape[0];
-                    if mask.shape[1] != n || g == 0 || l % g != 0 {
+                    if mask.shape[1] != n || g == 0 || !l.is_multiple_of(g) {
                         return Err(Error::Shape(format!(
                             "{kind}: mask {mask} must be [G, {n}] with G dividing {l}, the product of x's leading axes"
                         )));
@@ -457,7 +491,11 @@ impl Op {
                 zero_point(kind, "y_zero_point", *y_zero_point, dt)?;
                 Ok(TensorType::new(dt, x.shape.clone()))
             }
-            Self::LayerNorm { shift, y_zero_point, .. } => {
+            Self::LayerNorm {
+                shift,
+                y_zero_point,
+                ..
+            } => {
                 arity(3, 3)?;
                 let x = inputs[0];
                 want_dtype(kind, "x", x, INT_TYPES)?;
@@ -465,7 +503,9 @@ impl Op {
                 for (what, t) in [("gamma", inputs[1]), ("beta", inputs[2])] {
                     want_dtype(kind, what, t, &[DType::I32])?;
                     if t.shape != [n] {
-                        return Err(Error::Shape(format!("{kind}: {what} must be [{n}], got {t}")));
+                        return Err(Error::Shape(format!(
+                            "{kind}: {what} must be [{n}], got {t}"
+                        )));
                     }
                 }
                 want_shift(kind, *shift)?;
@@ -473,14 +513,21 @@ impl Op {
                 zero_point(kind, "y_zero_point", *y_zero_point, dt)?;
                 Ok(TensorType::new(dt, x.shape.clone()))
             }
-            Self::RmsNorm { x_zero_point, shift, y_zero_point, .. } => {
+            Self::RmsNorm {
+                x_zero_point,
+                shift,
+                y_zero_point,
+                ..
+            } => {
                 arity(2, 2)?;
                 let (x, gamma) = (inputs[0], inputs[1]);
                 want_dtype(kind, "x", x, INT_TYPES)?;
                 let n = norm_width(kind, x)?;
                 want_dtype(kind, "gamma", gamma, &[DType::I32])?;
                 if gamma.shape != [n] {
-                    return Err(Error::Shape(format!("{kind}: gamma must be [{n}], got {gamma}")));
+                    return Err(Error::Shape(format!(
+                        "{kind}: gamma must be [{n}], got {gamma}"
+                    )));
                 }
                 zero_point(kind, "x_zero_point", *x_zero_point, x.dtype)?;
                 want_shift(kind, *shift)?;
@@ -498,7 +545,13 @@ impl Op {
                 shape.push(table.shape[1]);
                 Ok(TensorType::new(dt, shape))
             }
-            Self::Rope { x_zero_point, y_zero_point, position_offset, frac_bits, .. } => {
+            Self::Rope {
+                x_zero_point,
+                y_zero_point,
+                position_offset,
+                frac_bits,
+                ..
+            } => {
                 arity(3, 3)?;
                 let (x, cos, sin) = (inputs[0], inputs[1], inputs[2]);
                 want_dtype(kind, "x", x, &[DType::I8, DType::I16])?;
@@ -506,7 +559,9 @@ impl Op {
                 let r = x.shape.len();
                 let (s, d) = (x.shape[r - 2], x.shape[r - 1]);
                 if d % 2 != 0 {
-                    return Err(Error::Shape(format!("{kind}: the last axis of x {x} must be even")));
+                    return Err(Error::Shape(format!(
+                        "{kind}: the last axis of x {x} must be even"
+                    )));
                 }
                 for (what, t) in [("cos", cos), ("sin", sin)] {
                     want_dtype(kind, what, t, &[DType::I32])?;
@@ -519,7 +574,9 @@ impl Op {
                     }
                 }
                 if cos.shape != sin.shape {
-                    return Err(Error::Shape(format!("{kind}: cos {cos} and sin {sin} differ")));
+                    return Err(Error::Shape(format!(
+                        "{kind}: cos {cos} and sin {sin} differ"
+                    )));
                 }
                 if *position_offset as usize + s > cos.shape[0] {
                     return Err(Error::Param(format!(
@@ -547,7 +604,9 @@ impl Op {
                 let x = inputs[0];
                 let mut seen = vec![false; x.shape.len()];
                 if perm.len() != x.shape.len()
-                    || perm.iter().any(|&p| p >= seen.len() || std::mem::replace(&mut seen[p], true))
+                    || perm
+                        .iter()
+                        .any(|&p| p >= seen.len() || std::mem::replace(&mut seen[p], true))
                 {
                     return Err(Error::Param(format!(
                         "{kind}: perm {perm:?} is not a permutation of the {} axes of x {x}",
@@ -555,19 +614,28 @@ impl Op {
                     )));
                 }
                 let dt = out(&[x.dtype])?;
-                Ok(TensorType::new(dt, perm.iter().map(|&p| x.shape[p]).collect::<Vec<_>>()))
+                Ok(TensorType::new(
+                    dt,
+                    perm.iter().map(|&p| x.shape[p]).collect::<Vec<_>>(),
+                ))
             }
             Self::Concat { axis } => {
                 arity(1, 64)?;
                 let first = inputs[0];
                 if *axis >= first.shape.len() {
-                    return Err(Error::Param(format!("{kind}: axis {axis} out of range for {first}")));
+                    return Err(Error::Param(format!(
+                        "{kind}: axis {axis} out of range for {first}"
+                    )));
                 }
                 let mut shape = first.shape.clone();
                 shape[*axis] = 0;
                 for t in inputs {
                     let same_rest = t.shape.len() == first.shape.len()
-                        && t.shape.iter().zip(&first.shape).enumerate().all(|(i, (a, b))| i == *axis || a == b);
+                        && t.shape
+                            .iter()
+                            .zip(&first.shape)
+                            .enumerate()
+                            .all(|(i, (a, b))| i == *axis || a == b);
                     if t.dtype != first.dtype || !same_rest {
                         return Err(Error::Shape(format!(
                             "{kind}: {t} does not match {first} outside axis {axis}"
@@ -591,7 +659,11 @@ impl Op {
                 let dt = out(&[x.dtype])?;
                 Ok(TensorType::new(dt, shape))
             }
-            Self::MeanPool { x_zero_point, frac_bits, y_zero_point } => {
+            Self::MeanPool {
+                x_zero_point,
+                frac_bits,
+                y_zero_point,
+            } => {
                 arity(2, 2)?;
                 let (x, mask) = (inputs[0], inputs[1]);
                 want_dtype(kind, "x", x, INT_TYPES)?;
@@ -657,7 +729,10 @@ impl Op {
         self.check(&refs, output)?;
         let dt = output.dtype;
         match self {
-            Self::FullyConnected { x_zero_point, y_zero_point } => fully_connected(
+            Self::FullyConnected {
+                x_zero_point,
+                y_zero_point,
+            } => fully_connected(
                 inputs[0],
                 inputs[1],
                 packed,
@@ -668,20 +743,32 @@ impl Op {
                 *y_zero_point,
                 dt,
             ),
-            Self::BatchMatmul { transpose_b, a_zero_point, b_zero_point, multiplier, shift, y_zero_point } => {
-                batch_matmul(
-                    inputs[0],
-                    inputs[1],
-                    *transpose_b,
-                    *a_zero_point,
-                    *b_zero_point,
-                    *multiplier,
-                    *shift,
-                    *y_zero_point,
-                    dt,
-                )
-            }
-            Self::Add { a_zero_point, a_multiplier, b_zero_point, b_multiplier, shift, y_zero_point } => add(
+            Self::BatchMatmul {
+                transpose_b,
+                a_zero_point,
+                b_zero_point,
+                multiplier,
+                shift,
+                y_zero_point,
+            } => batch_matmul(
+                inputs[0],
+                inputs[1],
+                *transpose_b,
+                *a_zero_point,
+                *b_zero_point,
+                *multiplier,
+                *shift,
+                *y_zero_point,
+                dt,
+            ),
+            Self::Add {
+                a_zero_point,
+                a_multiplier,
+                b_zero_point,
+                b_multiplier,
+                shift,
+                y_zero_point,
+            } => add(
                 inputs[0],
                 inputs[1],
                 [*a_zero_point, *a_multiplier, *b_zero_point, *b_multiplier],
@@ -689,7 +776,13 @@ impl Op {
                 *y_zero_point,
                 dt,
             ),
-            Self::Mul { a_zero_point, b_zero_point, multiplier, shift, y_zero_point } => mul(
+            Self::Mul {
+                a_zero_point,
+                b_zero_point,
+                multiplier,
+                shift,
+                y_zero_point,
+            } => mul(
                 inputs[0],
                 inputs[1],
                 *a_zero_point,
@@ -699,11 +792,25 @@ impl Op {
                 *y_zero_point,
                 dt,
             ),
-            Self::Requantize { x_zero_point, multiplier, shift, y_zero_point } => {
-                requantize(inputs[0], *x_zero_point, *multiplier, *shift, *y_zero_point, dt)
-            }
+            Self::Requantize {
+                x_zero_point,
+                multiplier,
+                shift,
+                y_zero_point,
+            } => requantize(
+                inputs[0],
+                *x_zero_point,
+                *multiplier,
+                *shift,
+                *y_zero_point,
+                dt,
+            ),
             Self::Lut => lut(inputs[0], inputs[1]),
-            Self::Softmax { causal, frac_bits, y_zero_point } => softmax(
+            Self::Softmax {
+                causal,
+                frac_bits,
+                y_zero_point,
+            } => softmax(
                 inputs[0],
                 inputs[1],
                 inputs.get(2).copied(),
@@ -712,14 +819,41 @@ impl Op {
                 *y_zero_point,
                 dt,
             ),
-            Self::LayerNorm { epsilon, shift, y_zero_point } => {
-                layer_norm(inputs[0], inputs[1], inputs[2], *epsilon, *shift, *y_zero_point, dt)
-            }
-            Self::RmsNorm { x_zero_point, epsilon, shift, y_zero_point } => {
-                rms_norm(inputs[0], inputs[1], *x_zero_point, *epsilon, *shift, *y_zero_point, dt)
-            }
+            Self::LayerNorm {
+                epsilon,
+                shift,
+                y_zero_point,
+            } => layer_norm(
+                inputs[0],
+                inputs[1],
+                inputs[2],
+                *epsilon,
+                *shift,
+                *y_zero_point,
+                dt,
+            ),
+            Self::RmsNorm {
+                x_zero_point,
+                epsilon,
+                shift,
+                y_zero_point,
+            } => rms_norm(
+                inputs[0],
+                inputs[1],
+                *x_zero_point,
+                *epsilon,
+                *shift,
+                *y_zero_point,
+                dt,
+            ),
             Self::Embedding => embedding(inputs[0], inputs[1]),
-            Self::Rope { x_zero_point, y_zero_point, position_offset, frac_bits, pairing } => rope(
+            Self::Rope {
+                x_zero_point,
+                y_zero_point,
+                position_offset,
+                frac_bits,
+                pairing,
+            } => rope(
                 inputs[0],
                 inputs[1],
                 inputs[2],
@@ -734,23 +868,40 @@ impl Op {
             Self::Transpose { perm } => transpose(inputs[0], perm),
             Self::Concat { axis } => concat(inputs, *axis),
             Self::Slice { axis, start, end } => slice(inputs[0], *axis, *start, *end),
-            Self::MeanPool { x_zero_point, frac_bits, y_zero_point } => {
-                mean_pool(inputs[0], inputs[1], *x_zero_point, *frac_bits, *y_zero_point, dt)
-            }
+            Self::MeanPool {
+                x_zero_point,
+                frac_bits,
+                y_zero_point,
+            } => mean_pool(
+                inputs[0],
+                inputs[1],
+                *x_zero_point,
+                *frac_bits,
+                *y_zero_point,
+                dt,
+            ),
             Self::Argmax => argmax(inputs[0]),
         }
     }
 }
 
 fn names(dtypes: &[DType]) -> String {
-    dtypes.iter().map(|d| d.name()).collect::<Vec<_>>().join("|")
+    dtypes
+        .iter()
+        .map(|d| d.name())
+        .collect::<Vec<_>>()
+        .join("|")
 }
 
 fn want_dtype(kind: OpKind, what: &str, t: &TensorType, allowed: &[DType]) -> Result<()> {
     if allowed.contains(&t.dtype) {
         Ok(())
     } else {
-        Err(Error::DType { what: format!("{kind} {what}"), expected: names(allowed), got: t.dtype })
+        Err(Error::DType {
+            what: format!("{kind} {what}"),
+            expected: names(allowed),
+            got: t.dtype,
+        })
     }
 }
 
@@ -758,7 +909,9 @@ fn want_rank(kind: OpKind, what: &str, t: &TensorType, rank: usize) -> Result<()
     if t.shape.len() == rank {
         Ok(())
     } else {
-        Err(Error::Shape(format!("{kind}: {what} must have rank {rank}, got {t}")))
+        Err(Error::Shape(format!(
+            "{kind}: {what} must have rank {rank}, got {t}"
+        )))
     }
 }
 
@@ -766,15 +919,28 @@ fn want_rank_at_least(kind: OpKind, what: &str, t: &TensorType, rank: usize) -> 
     if t.shape.len() >= rank {
         Ok(())
     } else {
-        Err(Error::Shape(format!("{kind}: {what} must have rank >= {rank}, got {t}")))
+        Err(Error::Shape(format!(
+            "{kind}: {what} must have rank >= {rank}, got {t}"
+        )))
     }
 }
 
-/// The width of the last axis, which must exist and be non-empty.
+/// The largest row a norm accepts: keeps every intermediate of the spec inside `i128`.
+pub const MAX_NORM_WIDTH: usize = 1 << 20;
+
+/// The width of the last axis, which must exist and be non-empty (and, for the norms, at
+/// most [`MAX_NORM_WIDTH`]).
 fn norm_width(kind: OpKind, x: &TensorType) -> Result<usize> {
     match x.shape.last() {
+        Some(&n) if n > MAX_NORM_WIDTH && matches!(kind, OpKind::LayerNorm | OpKind::RmsNorm) => {
+            Err(Error::Shape(format!(
+                "{kind}: rows of {n} elements exceed {MAX_NORM_WIDTH}"
+            )))
+        }
         Some(&n) if n > 0 => Ok(n),
-        _ => Err(Error::Shape(format!("{kind}: x {x} needs a non-empty last axis"))),
+        _ => Err(Error::Shape(format!(
+            "{kind}: x {x} needs a non-empty last axis"
+        ))),
     }
 }
 
@@ -782,7 +948,9 @@ fn zero_point(kind: OpKind, what: &str, zp: i32, dtype: DType) -> Result<()> {
     if (dtype.min()..=dtype.max()).contains(&(zp as i64)) {
         Ok(())
     } else {
-        Err(Error::Param(format!("{kind}: {what} {zp} is outside the {dtype} range")))
+        Err(Error::Param(format!(
+            "{kind}: {what} {zp} is outside the {dtype} range"
+        )))
     }
 }
 
@@ -796,7 +964,10 @@ fn want_shift(kind: OpKind, shift: u32) -> Result<()> {
 
 /// Checks every value of a per-channel shift tensor is a valid total right shift.
 pub(crate) fn check_shifts(kind: OpKind, shifts: &[i32]) -> Result<()> {
-    match shifts.iter().position(|&s| !(0..=MAX_SHIFT as i32).contains(&s)) {
+    match shifts
+        .iter()
+        .position(|&s| !(0..=MAX_SHIFT as i32).contains(&s))
+    {
         None => Ok(()),
         Some(i) => Err(Error::Param(format!(
             "{kind}: shift[{i}] = {} is outside 0..={MAX_SHIFT}",

@@ -80,9 +80,15 @@ fn normalize(
     };
     let mut values = vec![0i64; rows * n];
     if rows * n >= 1 << 14 {
-        values.par_chunks_mut(n).enumerate().for_each(|(i, d)| row_fn(i, d));
+        values
+            .par_chunks_mut(n)
+            .enumerate()
+            .for_each(|(i, d)| row_fn(i, d));
     } else {
-        values.chunks_mut(n).enumerate().for_each(|(i, d)| row_fn(i, d));
+        values
+            .chunks_mut(n)
+            .enumerate()
+            .for_each(|(i, d)| row_fn(i, d));
     }
     Ok(Tensor::from_values(out, x.shape().to_vec(), values))
 }

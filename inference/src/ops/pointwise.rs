@@ -22,7 +22,14 @@ fn narrow(t: &Tensor) -> bool {
 }
 
 /// `add` (spec: `docs/ops.md`). Operand checks are done by [`super::Op::check`].
-pub fn add(a: &Tensor, b: &Tensor, p: [i32; 4], shift: u32, y_zp: i32, out: DType) -> Result<Tensor> {
+pub fn add(
+    a: &Tensor,
+    b: &Tensor,
+    p: [i32; 4],
+    shift: u32,
+    y_zp: i32,
+    out: DType,
+) -> Result<Tensor> {
     let [za, ma, zb, mb] = p.map(|v| v as i64);
     let (lo, hi) = (out.min(), out.max());
     let values = if narrow(a) && narrow(b) {
@@ -62,14 +69,23 @@ pub fn mul(
 }
 
 /// `requantize` (spec: `docs/ops.md`).
-pub fn requantize(x: &Tensor, x_zp: i32, multiplier: i32, shift: u32, y_zp: i32, out: DType) -> Result<Tensor> {
+pub fn requantize(
+    x: &Tensor,
+    x_zp: i32,
+    multiplier: i32,
+    shift: u32,
+    y_zp: i32,
+    out: DType,
+) -> Result<Tensor> {
     let (lo, hi) = (out.min(), out.max());
     let values = map_indexed(x.numel(), |i| {
         // |x - z| <= 2^32 and |m| <= 2^31: below 2^63 only for i32 x near its extremes,
         // so the wide path is taken there.
         let d = x.get(i) - x_zp as i64;
         match d.checked_mul(multiplier as i64) {
-            Some(v) if v.unsigned_abs() < 1 << 62 => (y_zp as i64 + round_shift_i64(v, shift)).clamp(lo, hi),
+            Some(v) if v.unsigned_abs() < 1 << 62 => {
+                (y_zp as i64 + round_shift_i64(v, shift)).clamp(lo, hi)
+            }
             _ => out.saturate(y_zp as i128 + round_shift(d as i128 * multiplier as i128, shift)),
         }
     });
@@ -80,11 +96,16 @@ pub fn requantize(x: &Tensor, x_zp: i32, multiplier: i32, shift: u32, y_zp: i32,
 pub fn lut(x: &Tensor, table: &Tensor) -> Result<Tensor> {
     let xs = x.as_i8("lut x")?;
     if table.numel() != 256 {
-        return Err(Error::Shape(format!("lut: table must have 256 entries, got {}", table.numel())));
+        return Err(Error::Shape(format!(
+            "lut: table must have 256 entries, got {}",
+            table.numel()
+        )));
     }
     fn gather<T: Copy + Send + Sync>(xs: &[i8], t: &[T]) -> Vec<T> {
         if xs.len() >= PARALLEL_MIN_ELEMENTS {
-            xs.par_iter().map(|&v| t[(v as i16 + 128) as usize]).collect()
+            xs.par_iter()
+                .map(|&v| t[(v as i16 + 128) as usize])
+                .collect()
         } else {
             xs.iter().map(|&v| t[(v as i16 + 128) as usize]).collect()
         }

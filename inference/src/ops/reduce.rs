@@ -24,7 +24,10 @@ pub fn mean_pool(
             values[bi * d + di] = if kept.is_empty() {
                 out.saturate(y_zp as i128)
             } else {
-                let sum: i128 = kept.iter().map(|&si| (xs[(bi * s + si) * d + di] - x_zp as i64) as i128).sum();
+                let sum: i128 = kept
+                    .iter()
+                    .map(|&si| (xs[(bi * s + si) * d + di] - x_zp as i64) as i128)
+                    .sum();
                 out.saturate(y_zp as i128 + round_div(sum << frac_bits, kept.len() as i128))
             };
         }
@@ -48,5 +51,9 @@ pub fn argmax(x: &Tensor) -> Result<Tensor> {
             best as i64
         })
         .collect();
-    Ok(Tensor::from_values(DType::I32, x.shape()[..x.shape().len() - 1].to_vec(), values))
+    Ok(Tensor::from_values(
+        DType::I32,
+        x.shape()[..x.shape().len() - 1].to_vec(),
+        values,
+    ))
 }

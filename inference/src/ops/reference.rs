@@ -22,7 +22,10 @@ fn strides(shape: &[usize]) -> Vec<usize> {
 /// Multi-index of flat `index` in `shape`.
 fn unravel(index: usize, shape: &[usize]) -> Vec<usize> {
     let st = strides(shape);
-    st.iter().zip(shape).map(|(&s, &d)| (index / s) % d.max(1)).collect()
+    st.iter()
+        .zip(shape)
+        .map(|(&s, &d)| (index / s) % d.max(1))
+        .collect()
 }
 
 fn at(t: &Tensor, idx: &[usize]) -> i128 {
@@ -40,13 +43,18 @@ pub fn element(op: &Op, inputs: &[&Tensor], out: &TensorType, index: usize) -> R
     let types: Vec<TensorType> = inputs.iter().map(|t| t.ty()).collect();
     op.check(&types.iter().collect::<Vec<_>>(), out)?;
     if index >= out.numel() {
-        return Err(Error::Param(format!("element {index} of {out} does not exist")));
+        return Err(Error::Param(format!(
+            "element {index} of {out} does not exist"
+        )));
     }
     let o = unravel(index, &out.shape);
     let dt = out.dtype;
     let sat = |v: i128| dt.saturate(v) as i128;
     let v = match op {
-        Op::FullyConnected { x_zero_point, y_zero_point } => {
+        Op::FullyConnected {
+            x_zero_point,
+            y_zero_point,
+        } => {
             let (x, w, bias, m, s) = (inputs[0], inputs[1], inputs[2], inputs[3], inputs[4]);
             let k = w.shape()[1];
             let n = *o.last().unwrap();
@@ -54,43 +62,85 @@ pub fn element(op: &Op, inputs: &[&Tensor], out: &TensorType, index: usize) -> R
             let mut acc = bias.get(n) as i128;
             for kk in 0..k {
                 *xi.last_mut().unwrap() = kk;
-                acc = wrap32(acc + (at(x, &xi) - *x_zero_point as i128) * w.get(n * k + kk) as i128);
+                acc =
+                    wrap32(acc + (at(x, &xi) - *x_zero_point as i128) * w.get(n * k + kk) as i128);
             }
             let shift = s.get(n);
             if !(0..=62).contains(&shift) {
-                return Err(Error::Param(format!("fully_connected: shift[{n}] = {shift}")));
+                return Err(Error::Param(format!(
+                    "fully_connected: shift[{n}] = {shift}"
+                )));
             }
             sat(*y_zero_point as i128 + round_shift(acc * m.get(n) as i128, shift as u32))
         }
-        Op::BatchMatmul { transpose_b, a_zero_point, b_zero_point, multiplier, shift, y_zero_point } => {
+        Op::BatchMatmul {
+            transpose_b,
+            a_zero_point,
+            b_zero_point,
+            multiplier,
+            shift,
+            y_zero_point,
+        } => {
             let (a, b) = (inputs[0], inputs[1]);
             let (bi, r, c) = (o[0], o[1], o[2]);
             let k = a.shape()[2];
             let bj = bi / (a.shape()[0] / b.shape()[0]);
             let mut acc = 0i128;
             for kk in 0..k {
-                let bv = if *transpose_b { at(b, &[bj, c, kk]) } else { at(b, &[bj, kk, c]) };
-                acc = wrap32(acc + (at(a, &[bi, r, kk]) - *a_zero_point as i128) * (bv - *b_zero_point as i128));
+                let bv = if *transpose_b {
+                    at(b, &[bj, c, kk])
+                } else {
+                    at(b, &[bj, kk, c])
+                };
+                acc = wrap32(
+                    acc + (at(a, &[bi, r, kk]) - *a_zero_point as i128)
+                        * (bv - *b_zero_point as i128),
+                );
             }
             sat(*y_zero_point as i128 + round_shift(acc * *multiplier as i128, *shift))
         }
-        Op::Add { a_zero_point, a_multiplier, b_zero_point, b_multiplier, shift, y_zero_point } => {
+        Op::Add {
+            a_zero_point,
+            a_multiplier,
+            b_zero_point,
+            b_multiplier,
+            shift,
+            y_zero_point,
+        } => {
             let a = inputs[0].get(index) as i128 - *a_zero_point as i128;
             let b = inputs[1].get(index) as i128 - *b_zero_point as i128;
             sat(*y_zero_point as i128
-                + round_shift(a * *a_multiplier as i128 + b * *b_multiplier as i128, *shift))
+                + round_shift(
+                    a * *a_multiplier as i128 + b * *b_multiplier as i128,
+                    *shift,
+                ))
         }
-        Op::Mul { a_zero_point, b_zero_point, multiplier, shift, y_zero_point } => {
+        Op::Mul {
+            a_zero_point,
+            b_zero_point,
+            multiplier,
+            shift,
+            y_zero_point,
+        } => {
             let a = inputs[0].get(index) as i128 - *a_zero_point as i128;
             let b = inputs[1].get(index) as i128 - *b_zero_point as i128;
             sat(*y_zero_point as i128 + round_shift(a * b * *multiplier as i128, *shift))
         }
-        Op::Requantize { x_zero_point, multiplier, shift, y_zero_point } => {
+        Op::Requantize {
+            x_zero_point,
+            multiplier,
+            shift,
+            y_zero_point,
+        } => {
             let x = inputs[0].get(index) as i128 - *x_zero_point as i128;
             sat(*y_zero_point as i128 + round_shift(x * *multiplier as i128, *shift))
         }
         Op::Lut => inputs[1].get((inputs[0].get(index) + 128) as usize) as i128,
-        Op::Softmax { causal, frac_bits, y_zero_point } => {
+        Op::Softmax {
+            causal,
+            frac_bits,
+            y_zero_point,
+        } => {
             let (x, table) = (inputs[0], inputs[1]);
             let shape = x.shape();
             let rk = shape.len();
@@ -100,7 +150,8 @@ pub fn element(op: &Op, inputs: &[&Tensor], out: &TensorType, index: usize) -> R
             let (r, j) = (row % m, index % n);
             let keep = |c: usize| -> bool {
                 let masked_in = inputs.get(2).is_none_or(|mk| {
-                    let g = (row / m) / (shape[..rk.saturating_sub(2)].iter().product::<usize>() / mk.shape()[0]);
+                    let g = (row / m)
+                        / (shape[..rk.saturating_sub(2)].iter().product::<usize>() / mk.shape()[0]);
                     at(mk, &[g, c]) != 0
                 });
                 masked_in && (!causal || c + m <= r + n)
@@ -119,7 +170,9 @@ pub fn element(op: &Op, inputs: &[&Tensor], out: &TensorType, index: usize) -> R
                     table.get(d.min(table.numel() - 1)) as i128
                 };
                 if (0..table.numel()).any(|i| table.get(i) < 0) {
-                    return Err(Error::Param("softmax: exp_table has a negative entry".into()));
+                    return Err(Error::Param(
+                        "softmax: exp_table has a negative entry".into(),
+                    ));
                 }
                 let sum: i128 = (0..n).map(e).sum();
                 if sum == 0 {
@@ -130,7 +183,11 @@ pub fn element(op: &Op, inputs: &[&Tensor], out: &TensorType, index: usize) -> R
                 }
             }
         }
-        Op::LayerNorm { epsilon, shift, y_zero_point } => {
+        Op::LayerNorm {
+            epsilon,
+            shift,
+            y_zero_point,
+        } => {
             let (x, gamma, beta) = (inputs[0], inputs[1], inputs[2]);
             let n = gamma.numel();
             let base = index - index % n;
@@ -144,11 +201,19 @@ pub fn element(op: &Op, inputs: &[&Tensor], out: &TensorType, index: usize) -> R
             let y = if sigma == 0 {
                 round_shift(b, *shift)
             } else {
-                round_div(d(j) * gamma.get(j) as i128 + b * sigma, sigma * (1i128 << *shift))
+                round_div(
+                    d(j) * gamma.get(j) as i128 + b * sigma,
+                    sigma * (1i128 << *shift),
+                )
             };
             sat(*y_zero_point as i128 + y)
         }
-        Op::RmsNorm { x_zero_point, epsilon, shift, y_zero_point } => {
+        Op::RmsNorm {
+            x_zero_point,
+            epsilon,
+            shift,
+            y_zero_point,
+        } => {
             let (x, gamma) = (inputs[0], inputs[1]);
             let n = gamma.numel();
             let base = index - index % n;
@@ -157,7 +222,11 @@ pub fn element(op: &Op, inputs: &[&Tensor], out: &TensorType, index: usize) -> R
             let d = |c: usize| nn * (x.get(base + c) as i128 - *x_zero_point as i128);
             let sq: i128 = (0..n).map(|c| d(c) * d(c)).sum();
             let sigma = isqrt((sq / nn) as u128 + *epsilon as u128) as i128;
-            let y = if sigma == 0 { 0 } else { round_div(d(j) * gamma.get(j) as i128, sigma * (1i128 << *shift)) };
+            let y = if sigma == 0 {
+                0
+            } else {
+                round_div(d(j) * gamma.get(j) as i128, sigma * (1i128 << *shift))
+            };
             sat(*y_zero_point as i128 + y)
         }
         Op::Embedding => {
@@ -170,7 +239,13 @@ pub fn element(op: &Op, inputs: &[&Tensor], out: &TensorType, index: usize) -> R
                 table.get(r as usize * d + index % d) as i128
             }
         }
-        Op::Rope { x_zero_point, y_zero_point, position_offset, frac_bits, pairing } => {
+        Op::Rope {
+            x_zero_point,
+            y_zero_point,
+            position_offset,
+            frac_bits,
+            pairing,
+        } => {
             let (x, cos, sin) = (inputs[0], inputs[1], inputs[2]);
             let shape = x.shape();
             let (s, d) = (shape[shape.len() - 2], shape[shape.len() - 1]);
@@ -181,7 +256,7 @@ pub fn element(op: &Op, inputs: &[&Tensor], out: &TensorType, index: usize) -> R
             // (first, i): whether element j is the first of its pair, and the pair index.
             let (first, i) = match pairing {
                 RopePairing::Half => (j < half, j % half),
-                RopePairing::Interleaved => (j % 2 == 0, j / 2),
+                RopePairing::Interleaved => (j.is_multiple_of(2), j / 2),
             };
             let (ia, ib) = match pairing {
                 RopePairing::Half => (i, i + half),
@@ -191,7 +266,11 @@ pub fn element(op: &Op, inputs: &[&Tensor], out: &TensorType, index: usize) -> R
             let b = x.get(row_base + ib) as i128 - *x_zero_point as i128;
             let c = cos.get(pos * half + i) as i128;
             let sn = sin.get(pos * half + i) as i128;
-            let rot = if first { a * c - b * sn } else { b * c + a * sn };
+            let rot = if first {
+                a * c - b * sn
+            } else {
+                b * c + a * sn
+            };
             sat(*y_zero_point as i128 + round_shift(rot, *frac_bits))
         }
         Op::Reshape => inputs[0].get(index) as i128,
@@ -221,7 +300,11 @@ pub fn element(op: &Op, inputs: &[&Tensor], out: &TensorType, index: usize) -> R
             src[*axis] += start;
             at(inputs[0], &src)
         }
-        Op::MeanPool { x_zero_point, frac_bits, y_zero_point } => {
+        Op::MeanPool {
+            x_zero_point,
+            frac_bits,
+            y_zero_point,
+        } => {
             let (x, mask) = (inputs[0], inputs[1]);
             let (b, di) = (o[0], o[1]);
             let s = x.shape()[1];
@@ -229,8 +312,12 @@ pub fn element(op: &Op, inputs: &[&Tensor], out: &TensorType, index: usize) -> R
             if kept.is_empty() {
                 sat(*y_zero_point as i128)
             } else {
-                let sum: i128 = kept.iter().map(|&si| at(x, &[b, si, di]) - *x_zero_point as i128).sum();
-                sat(*y_zero_point as i128 + round_div(sum * (1i128 << *frac_bits), kept.len() as i128))
+                let sum: i128 = kept
+                    .iter()
+                    .map(|&si| at(x, &[b, si, di]) - *x_zero_point as i128)
+                    .sum();
+                sat(*y_zero_point as i128
+                    + round_div(sum * (1i128 << *frac_bits), kept.len() as i128))
             }
         }
         Op::Argmax => {
@@ -246,6 +333,8 @@ pub fn element(op: &Op, inputs: &[&Tensor], out: &TensorType, index: usize) -> R
 
 /// The whole output of `op`, element by element.
 pub fn execute(op: &Op, inputs: &[&Tensor], out: &TensorType) -> Result<Tensor> {
-    let values = (0..out.numel()).map(|i| element(op, inputs, out, i)).collect::<Result<Vec<_>>>()?;
+    let values = (0..out.numel())
+        .map(|i| element(op, inputs, out, i))
+        .collect::<Result<Vec<_>>>()?;
     Ok(Tensor::from_values(out.dtype, out.shape.clone(), values))
 }

@@ -27,7 +27,11 @@ pub fn rope(
     let xs = x.to_i64_vec();
     let (lo, hi) = (out.min(), out.max());
     let mut values = vec![0i64; xs.len()];
-    for (row, (xr, yr)) in xs.chunks(d.max(1)).zip(values.chunks_mut(d.max(1))).enumerate() {
+    for (row, (xr, yr)) in xs
+        .chunks(d.max(1))
+        .zip(values.chunks_mut(d.max(1)))
+        .enumerate()
+    {
         if d == 0 {
             break;
         }

@@ -16,7 +16,10 @@ pub fn softmax(
 ) -> Result<Tensor> {
     let table = exp_table.as_i32("softmax exp_table")?;
     if let Some(i) = table.iter().position(|&e| e < 0) {
-        return Err(Error::Param(format!("softmax: exp_table[{i}] = {} is negative", table[i])));
+        return Err(Error::Param(format!(
+            "softmax: exp_table[{i}] = {} is negative",
+            table[i]
+        )));
     }
     let shape = x.shape();
     let r = shape.len();
@@ -33,10 +36,10 @@ pub fn softmax(
     let row_fn = |row: usize, dst: &mut [i64]| {
         let (li, ri) = (row / m, row % m);
         let xr = &xs[row * n..(row + 1) * n];
-        let mrow = mask_vals.as_ref().map(|mv| &mv[(li / group) * n..(li / group + 1) * n]);
-        let keep = |j: usize| {
-            mrow.is_none_or(|mr| mr[j] != 0) && (!causal || j + m <= ri + n)
-        };
+        let mrow = mask_vals
+            .as_ref()
+            .map(|mv| &mv[(li / group) * n..(li / group + 1) * n]);
+        let keep = |j: usize| mrow.is_none_or(|mr| mr[j] != 0) && (!causal || j + m <= ri + n);
         let mut max = i64::MIN;
         for (j, &v) in xr.iter().enumerate() {
             if keep(j) && v > max {
@@ -49,7 +52,11 @@ pub fn softmax(
         }
         let mut sum: i64 = 0;
         for (j, (&v, e)) in xr.iter().zip(dst.iter_mut()).enumerate() {
-            *e = if keep(j) { table[((max - v) as usize).min(t_last)] as i64 } else { 0 };
+            *e = if keep(j) {
+                table[((max - v) as usize).min(t_last)] as i64
+            } else {
+                0
+            };
             sum += *e;
         }
         if sum == 0 {
@@ -66,9 +73,15 @@ pub fn softmax(
     let mut values = vec![0i64; rows * n];
     if n > 0 {
         if rows * n >= 1 << 14 {
-            values.par_chunks_mut(n).enumerate().for_each(|(i, d)| row_fn(i, d));
+            values
+                .par_chunks_mut(n)
+                .enumerate()
+                .for_each(|(i, d)| row_fn(i, d));
         } else {
-            values.chunks_mut(n).enumerate().for_each(|(i, d)| row_fn(i, d));
+            values
+                .chunks_mut(n)
+                .enumerate()
+                .for_each(|(i, d)| row_fn(i, d));
         }
     }
     Ok(Tensor::from_values(out, shape.to_vec(), values))
