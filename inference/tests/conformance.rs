@@ -11,7 +11,9 @@ use inference::tensor::{DType, Tensor, TensorType};
 use std::path::{Path, PathBuf};
 
 fn fixtures(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 fn load(path: &Path) -> NpyArray {
@@ -29,12 +31,20 @@ const ADVERSARIAL: &[&str] = &["below_dyadic_ties", "below_odd_ties", "edge_scal
 #[test]
 fn fully_connected_matches_litert_builtin_ref() {
     let root = fixtures("litert_fully_connected");
-    let mut cases: Vec<PathBuf> = std::fs::read_dir(&root).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut cases: Vec<PathBuf> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     cases.sort();
-    assert!(cases.len() >= 50, "expected the checked-in LiteRT cases, found {}", cases.len());
+    assert!(
+        cases.len() >= 50,
+        "expected the checked-in LiteRT cases, found {}",
+        cases.len()
+    );
     let (mut elements, mut exact, mut divergent) = (0usize, 0usize, 0usize);
     for case in &cases {
-        let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(case.join("meta.json")).unwrap()).unwrap();
+        let meta: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(case.join("meta.json")).unwrap()).unwrap();
         let kind = meta["kind"].as_str().unwrap();
         let x = tensor(&case.join("x.npy"));
         let w = tensor(&case.join("w.npy"));
@@ -48,20 +58,38 @@ fn fully_connected_matches_litert_builtin_ref() {
         };
         let inputs = [&x, &w, &bias, &m, &s];
         let got = op.execute(&inputs, &want.ty(), None).unwrap();
-        assert_eq!(got, reference::execute(&op, &inputs, &want.ty()).unwrap(), "{}", case.display());
-        let differ = got.to_i64_vec().iter().zip(want.to_i64_vec()).filter(|(a, b)| **a != *b).count();
+        assert_eq!(
+            got,
+            reference::execute(&op, &inputs, &want.ty()).unwrap(),
+            "{}",
+            case.display()
+        );
+        let differ = got
+            .to_i64_vec()
+            .iter()
+            .zip(want.to_i64_vec())
+            .filter(|(a, b)| **a != *b)
+            .count();
         let expected_differ = meta["q31_single_round_mismatches"].as_u64().unwrap() as usize;
         if ADVERSARIAL.contains(&kind) {
             // Exactly the elements where the Q31 multiplier cannot represent LiteRT's scale.
             assert_eq!(differ, expected_differ, "{} ({kind})", case.display());
         } else {
-            assert_eq!(differ, 0, "{} ({kind}): {differ} of {} outputs differ from LiteRT", case.display(), want.numel());
+            assert_eq!(
+                differ,
+                0,
+                "{} ({kind}): {differ} of {} outputs differ from LiteRT",
+                case.display(),
+                want.numel()
+            );
         }
         elements += want.numel();
         exact += want.numel() - differ;
         divergent += differ;
     }
-    eprintln!("LiteRT FULLY_CONNECTED: {exact} of {elements} outputs equal, {divergent} on adversarial scales");
+    eprintln!(
+        "LiteRT FULLY_CONNECTED: {exact} of {elements} outputs equal, {divergent} on adversarial scales"
+    );
 }
 
 /// The `[1]`-shaped zero point of an ONNX case, as an integer.
@@ -80,12 +108,20 @@ fn f32_scalar(path: &Path) -> f32 {
 fn as_i8(data: &Path, zp: &Path, batched: bool) -> (Tensor, i32) {
     let a = load(data);
     let shift = if a.dtype == NpyDType::U8 { 128 } else { 0 };
-    let v: Vec<i8> = a.to_i64_vec().unwrap().into_iter().map(|x| (x - shift) as i8).collect();
+    let v: Vec<i8> = a
+        .to_i64_vec()
+        .unwrap()
+        .into_iter()
+        .map(|x| (x - shift) as i8)
+        .collect();
     let mut shape = a.shape.clone();
     if !batched {
         shape.insert(0, 1);
     }
-    (Tensor::from_i8(shape, v).unwrap(), (scalar(zp) - shift) as i32)
+    (
+        Tensor::from_i8(shape, v).unwrap(),
+        (scalar(zp) - shift) as i32,
+    )
 }
 
 #[test]
@@ -95,10 +131,22 @@ fn matmul_integer_matches_onnx() {
     // b is uint8 with zero point 0 and small values: the same numbers as i8.
     let b = load(&dir.join("b.npy"));
     assert_eq!(scalar(&dir.join("b_zero_point.npy")), 0);
-    let bv: Vec<i8> = b.to_i64_vec().unwrap().into_iter().map(|x| i8::try_from(x).unwrap()).collect();
+    let bv: Vec<i8> = b
+        .to_i64_vec()
+        .unwrap()
+        .into_iter()
+        .map(|x| i8::try_from(x).unwrap())
+        .collect();
     let b = Tensor::from_i8(vec![1, b.shape[0], b.shape[1]], bv).unwrap();
     let want = load(&dir.join("y.npy"));
-    let op = Op::BatchMatmul { transpose_b: false, a_zero_point: za, b_zero_point: 0, multiplier: 1, shift: 0, y_zero_point: 0 };
+    let op = Op::BatchMatmul {
+        transpose_b: false,
+        a_zero_point: za,
+        b_zero_point: 0,
+        multiplier: 1,
+        shift: 0,
+        y_zero_point: 0,
+    };
     let out = TensorType::new(DType::I32, vec![1, want.shape[0], want.shape[1]]);
     let got = op.execute(&[&a, &b], &out, None).unwrap();
     assert_eq!(got.to_i64_vec(), want.to_i64_vec().unwrap());
@@ -106,7 +154,12 @@ fn matmul_integer_matches_onnx() {
 
 #[test]
 fn qlinear_matmul_matches_onnx() {
-    for case in ["2D_int8_float32", "2D_uint8_float32", "3D_int8_float32", "3D_uint8_float32"] {
+    for case in [
+        "2D_int8_float32",
+        "2D_uint8_float32",
+        "3D_int8_float32",
+        "3D_uint8_float32",
+    ] {
         let dir = fixtures("onnx_matmulinteger").join(format!("qlinearmatmul_{case}"));
         let batched = case.starts_with("3D");
         let (a, za) = as_i8(&dir.join("a.npy"), &dir.join("a_zero_point.npy"), batched);
@@ -114,7 +167,8 @@ fn qlinear_matmul_matches_onnx() {
         let y = load(&dir.join("y.npy"));
         let shift_y = if y.dtype == NpyDType::U8 { 128 } else { 0 };
         let zy = scalar(&dir.join("y_zero_point.npy")) - shift_y;
-        let scale = f32_scalar(&dir.join("a_scale.npy")) as f64 * f32_scalar(&dir.join("b_scale.npy")) as f64
+        let scale = f32_scalar(&dir.join("a_scale.npy")) as f64
+            * f32_scalar(&dir.join("b_scale.npy")) as f64
             / f32_scalar(&dir.join("y_scale.npy")) as f64;
         let (multiplier, shift) = quantize_multiplier(scale).unwrap();
         let op = Op::BatchMatmul {
@@ -127,7 +181,12 @@ fn qlinear_matmul_matches_onnx() {
         };
         let out = TensorType::new(DType::I8, vec![a.shape()[0], a.shape()[1], b.shape()[2]]);
         let got = op.execute(&[&a, &b], &out, None).unwrap();
-        let want: Vec<i64> = y.to_i64_vec().unwrap().into_iter().map(|v| v - shift_y).collect();
+        let want: Vec<i64> = y
+            .to_i64_vec()
+            .unwrap()
+            .into_iter()
+            .map(|v| v - shift_y)
+            .collect();
         assert_eq!(got.to_i64_vec(), want, "{case}");
     }
 }

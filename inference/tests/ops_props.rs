@@ -90,9 +90,19 @@ fn agree(op: &Op, inputs: &[Tensor], out_dtype: DType) -> Result<(), TestCaseErr
     let out = op
         .infer(&types.iter().collect::<Vec<_>>(), out_dtype)
         .map_err(|e| TestCaseError::fail(format!("generated an invalid case: {e}")))?;
-    let out = if let Op::Reshape = op { TensorType::new(out.dtype, inputs[0].shape().iter().rev().cloned().collect::<Vec<_>>()) } else { out };
-    let fast = op.execute(&refs, &out, None).map_err(|e| TestCaseError::fail(format!("kernel: {e}")))?;
-    let slow = reference::execute(op, &refs, &out).map_err(|e| TestCaseError::fail(format!("reference: {e}")))?;
+    let out = if let Op::Reshape = op {
+        TensorType::new(
+            out.dtype,
+            inputs[0].shape().iter().rev().cloned().collect::<Vec<_>>(),
+        )
+    } else {
+        out
+    };
+    let fast = op
+        .execute(&refs, &out, None)
+        .map_err(|e| TestCaseError::fail(format!("kernel: {e}")))?;
+    let slow = reference::execute(op, &refs, &out)
+        .map_err(|e| TestCaseError::fail(format!("reference: {e}")))?;
     prop_assert_eq!(&fast.ty(), &out);
     if fast != slow {
         let a = fast.to_i64_vec();
@@ -107,7 +117,11 @@ fn agree(op: &Op, inputs: &[Tensor], out_dtype: DType) -> Result<(), TestCaseErr
 }
 
 fn config(cases: u32) -> Config {
-    Config { cases, failure_persistence: None, ..Config::default() }
+    Config {
+        cases,
+        failure_persistence: None,
+        ..Config::default()
+    }
 }
 
 proptest! {
@@ -319,24 +333,81 @@ proptest! {
 fn bad_operands_are_errors_not_panics() {
     let mut g = Gen(7);
     let ops = [
-        Op::FullyConnected { x_zero_point: 0, y_zero_point: 0 },
-        Op::FullyConnected { x_zero_point: 300, y_zero_point: 0 },
-        Op::BatchMatmul { transpose_b: true, a_zero_point: 0, b_zero_point: 0, multiplier: 1, shift: 70, y_zero_point: 0 },
-        Op::Add { a_zero_point: 0, a_multiplier: 1, b_zero_point: 0, b_multiplier: 1, shift: 0, y_zero_point: 0 },
-        Op::Mul { a_zero_point: 0, b_zero_point: 0, multiplier: 1, shift: 0, y_zero_point: 0 },
+        Op::FullyConnected {
+            x_zero_point: 0,
+            y_zero_point: 0,
+        },
+        Op::FullyConnected {
+            x_zero_point: 300,
+            y_zero_point: 0,
+        },
+        Op::BatchMatmul {
+            transpose_b: true,
+            a_zero_point: 0,
+            b_zero_point: 0,
+            multiplier: 1,
+            shift: 70,
+            y_zero_point: 0,
+        },
+        Op::Add {
+            a_zero_point: 0,
+            a_multiplier: 1,
+            b_zero_point: 0,
+            b_multiplier: 1,
+            shift: 0,
+            y_zero_point: 0,
+        },
+        Op::Mul {
+            a_zero_point: 0,
+            b_zero_point: 0,
+            multiplier: 1,
+            shift: 0,
+            y_zero_point: 0,
+        },
         Op::Lut,
-        Op::Softmax { causal: true, frac_bits: 31, y_zero_point: 0 },
-        Op::Softmax { causal: false, frac_bits: 8, y_zero_point: 0 },
-        Op::LayerNorm { epsilon: 0, shift: 8, y_zero_point: 0 },
-        Op::RmsNorm { x_zero_point: 0, epsilon: 0, shift: 8, y_zero_point: 0 },
+        Op::Softmax {
+            causal: true,
+            frac_bits: 31,
+            y_zero_point: 0,
+        },
+        Op::Softmax {
+            causal: false,
+            frac_bits: 8,
+            y_zero_point: 0,
+        },
+        Op::LayerNorm {
+            epsilon: 0,
+            shift: 8,
+            y_zero_point: 0,
+        },
+        Op::RmsNorm {
+            x_zero_point: 0,
+            epsilon: 0,
+            shift: 8,
+            y_zero_point: 0,
+        },
         Op::Embedding,
-        Op::Rope { x_zero_point: 0, y_zero_point: 0, position_offset: 3, frac_bits: 14, pairing: RopePairing::Half },
+        Op::Rope {
+            x_zero_point: 0,
+            y_zero_point: 0,
+            position_offset: 3,
+            frac_bits: 14,
+            pairing: RopePairing::Half,
+        },
         Op::Reshape,
         Op::Transpose { perm: vec![1, 1] },
         Op::Transpose { perm: vec![1, 0] },
         Op::Concat { axis: 5 },
-        Op::Slice { axis: 0, start: 2, end: 1 },
-        Op::MeanPool { x_zero_point: 0, frac_bits: 0, y_zero_point: 0 },
+        Op::Slice {
+            axis: 0,
+            start: 2,
+            end: 1,
+        },
+        Op::MeanPool {
+            x_zero_point: 0,
+            frac_bits: 0,
+            y_zero_point: 0,
+        },
         Op::Argmax,
     ];
     let mut values = 0;
@@ -360,7 +431,10 @@ fn bad_operands_are_errors_not_panics() {
             Err(e) => assert!(!e.to_string().is_empty()),
         }
     }
-    assert!(values > 0, "no random case was valid: the generator is too strict");
+    assert!(
+        values > 0,
+        "no random case was valid: the generator is too strict"
+    );
 }
 
 #[test]
@@ -368,16 +442,35 @@ fn error_messages_name_the_problem() {
     let x = Tensor::from_i8(vec![2, 3], vec![0; 6]).unwrap();
     let w = Tensor::from_i8(vec![4, 5], vec![0; 20]).unwrap();
     let v4 = Tensor::from_i32(vec![4], vec![0; 4]).unwrap();
-    let op = Op::FullyConnected { x_zero_point: 0, y_zero_point: 0 };
+    let op = Op::FullyConnected {
+        x_zero_point: 0,
+        y_zero_point: 0,
+    };
     let out = TensorType::new(DType::I8, vec![2, 4]);
-    let e = op.execute(&[&x, &w, &v4, &v4, &v4], &out, None).unwrap_err().to_string();
+    let e = op
+        .execute(&[&x, &w, &v4, &v4, &v4], &out, None)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("inner size"), "{e}");
     let w = Tensor::from_i8(vec![4, 3], vec![0; 12]).unwrap();
     let bad_shift = Tensor::from_i32(vec![4], vec![0, 1, 63, 0]).unwrap();
-    let e = op.execute(&[&x, &w, &v4, &v4, &bad_shift], &out, None).unwrap_err().to_string();
+    let e = op
+        .execute(&[&x, &w, &v4, &v4, &bad_shift], &out, None)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("shift[2] = 63"), "{e}");
-    let e = op.execute(&[&x, &w, &v4], &out, None).unwrap_err().to_string();
+    let e = op
+        .execute(&[&x, &w, &v4], &out, None)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("takes 5 operands"), "{e}");
-    let e = op.execute(&[&x, &w, &v4, &v4, &v4], &TensorType::new(DType::I8, vec![2, 5]), None).unwrap_err().to_string();
+    let e = op
+        .execute(
+            &[&x, &w, &v4, &v4, &v4],
+            &TensorType::new(DType::I8, vec![2, 5]),
+            None,
+        )
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("declared"), "{e}");
 }

@@ -18,7 +18,11 @@ fn input() -> Tensor {
 }
 
 fn in_pool<T: Send>(threads: usize, f: impl FnOnce() -> T + Send) -> T {
-    rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap().install(f)
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap()
+        .install(f)
 }
 
 #[test]
@@ -39,7 +43,13 @@ fn serving_and_trace_agree_and_every_op_matches_the_reference() {
             })
             .collect();
         let want = reference::execute(&node.op, &operands, &node.output).unwrap();
-        assert_eq!(trace.tensor(i + 1).unwrap(), &want, "op {} ({})", i + 1, node.op.kind());
+        assert_eq!(
+            trace.tensor(i + 1).unwrap(),
+            &want,
+            "op {} ({})",
+            i + 1,
+            node.op.kind()
+        );
     }
 }
 
@@ -52,10 +62,18 @@ fn demo_activations_are_not_degenerate() {
         let t = trace.tensor(slot).unwrap();
         let v = t.to_i64_vec();
         let distinct = v.iter().collect::<std::collections::BTreeSet<_>>().len();
-        assert!(distinct >= 2, "slot {slot} ({}) is constant", model.program().ops[slot - 1].op.kind());
+        assert!(
+            distinct >= 2,
+            "slot {slot} ({}) is constant",
+            model.program().ops[slot - 1].op.kind()
+        );
         let (lo, hi) = (t.dtype().min(), t.dtype().max());
         let saturated = v.iter().filter(|&&x| x == lo || x == hi).count();
-        assert!(saturated * 2 < v.len().max(2), "slot {slot} is {saturated}/{} saturated", v.len());
+        assert!(
+            saturated * 2 < v.len().max(2),
+            "slot {slot} is {saturated}/{} saturated",
+            v.len()
+        );
     }
 }
 
@@ -63,8 +81,16 @@ fn demo_activations_are_not_degenerate() {
 fn results_do_not_depend_on_the_thread_count() {
     let model = demo::model().unwrap();
     let x = input();
-    let one = in_pool(1, || Trace::execute(model.program(), model.weights(), &x).unwrap().states());
-    let four = in_pool(4, || Trace::execute(model.program(), model.weights(), &x).unwrap().states());
+    let one = in_pool(1, || {
+        Trace::execute(model.program(), model.weights(), &x)
+            .unwrap()
+            .states()
+    });
+    let four = in_pool(4, || {
+        Trace::execute(model.program(), model.weights(), &x)
+            .unwrap()
+            .states()
+    });
     assert_eq!(one, four);
     let a = in_pool(1, || run(model.program(), model.weights(), &x).unwrap());
     let b = in_pool(3, || run(model.program(), model.weights(), &x).unwrap());
@@ -79,23 +105,42 @@ fn states_and_proofs_verify() {
     let n = trace.op_count();
     let slots = n + 1;
     // s_0 from the model's weights root and the input hash alone, as the contract does.
-    let s0 = execution_state(model.weights().root(), activations_root(&[tensor_hash(&x)], slots).unwrap());
+    let s0 = execution_state(
+        model.weights().root(),
+        activations_root(&[tensor_hash(&x)], slots).unwrap(),
+    );
     assert_eq!(trace.state(0).unwrap(), s0);
     // s_i differs from s_{i-1} exactly by slot i.
     let states = trace.states();
     assert_eq!(states.len(), n + 1);
-    assert_eq!(states.iter().collect::<std::collections::HashSet<_>>().len(), n + 1, "states repeat");
+    assert_eq!(
+        states
+            .iter()
+            .collect::<std::collections::HashSet<_>>()
+            .len(),
+        n + 1,
+        "states repeat"
+    );
     for i in [1, n / 2, n] {
         let root = trace.activations_root(i).unwrap();
-        assert_eq!(root, activations_root(&trace.slot_hashes()[..=i], slots).unwrap());
+        assert_eq!(
+            root,
+            activations_root(&trace.slot_hashes()[..=i], slots).unwrap()
+        );
         for slot in [0, i / 2, i] {
             let proof = trace.prove_slot(i, slot).unwrap();
-            proof.verify(root, &trace.slot_hash(slot).unwrap().0).unwrap();
+            proof
+                .verify(root, &trace.slot_hash(slot).unwrap().0)
+                .unwrap();
             let mut wrong = trace.slot_hash(slot).unwrap().0;
             wrong[0] ^= 1;
             assert!(proof.verify(root, &wrong).is_err());
         }
-        assert!(trace.prove_slot(i - 1, i).is_err(), "slot {i} is not written in state {}", i - 1);
+        assert!(
+            trace.prove_slot(i - 1, i).is_err(),
+            "slot {i} is not written in state {}",
+            i - 1
+        );
         // A leaf of the op's output, proved against its data root, binds to its tensor hash.
         let t = trace.tensor(i).unwrap();
         let leaves = commit::leaf_count(&t.ty());
@@ -103,14 +148,22 @@ fn states_and_proofs_verify() {
         let (bytes, proof) = trace.prove_leaf(i, leaf).unwrap();
         let data_root = commit::tensor_data_root(t);
         proof.verify(data_root, &bytes).unwrap();
-        assert_eq!(commit::tensor_hash_from_root(&t.ty(), data_root).unwrap(), trace.slot_hash(i).unwrap());
+        assert_eq!(
+            commit::tensor_hash_from_root(&t.ty(), data_root).unwrap(),
+            trace.slot_hash(i).unwrap()
+        );
         let range = trace.prove_leaves(i, 0, leaves).unwrap();
-        let all: Vec<[u8; 32]> = (0..leaves).map(|l| commit::tensor_leaf(t, l).unwrap()).collect();
+        let all: Vec<[u8; 32]> = (0..leaves)
+            .map(|l| commit::tensor_leaf(t, l).unwrap())
+            .collect();
         range.verify(data_root, &all).unwrap();
     }
     let w = model.weights();
     for idx in [0, w.hashes().len() - 1] {
-        w.prove(idx).unwrap().verify(w.root(), &w.hashes()[idx].0).unwrap();
+        w.prove(idx)
+            .unwrap()
+            .verify(w.root(), &w.hashes()[idx].0)
+            .unwrap();
     }
     assert!(trace.state(n + 1).is_err());
 }
@@ -123,8 +176,12 @@ fn model_container_round_trips_and_refuses_tampering() {
     assert_eq!(back.id(), model.id());
     assert_eq!(back.program(), model.program());
 
-    let truncated = Model::from_bytes(&program, &weights[..weights.len() - 10], &manifest).unwrap_err();
-    assert!(truncated.to_string().contains("weights.safetensors"), "{truncated}");
+    let truncated =
+        Model::from_bytes(&program, &weights[..weights.len() - 10], &manifest).unwrap_err();
+    assert!(
+        truncated.to_string().contains("weights.safetensors"),
+        "{truncated}"
+    );
 
     let mut m: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
     m["model_id"] = serde_json::json!(H256([7; 32]));
@@ -132,7 +189,11 @@ fn model_container_round_trips_and_refuses_tampering() {
     assert!(e.to_string().contains("model_id"), "{e}");
 
     // A different program (one parameter changed) is a different model.
-    let src = String::from_utf8(program.clone()).unwrap().replacen("\"frac_bits\": 8", "\"frac_bits\": 7", 1);
+    let src = String::from_utf8(program.clone()).unwrap().replacen(
+        "\"frac_bits\": 8",
+        "\"frac_bits\": 7",
+        1,
+    );
     let e = Model::from_bytes(src.as_bytes(), &weights, &manifest).unwrap_err();
     assert!(e.to_string().contains("program_hash"), "{e}");
 
@@ -167,10 +228,28 @@ fn golden_commitments() {
 }
 
 const GOLDEN: [(&str, &str); 6] = [
-    ("program_hash", "0x54bee5e14a7a51af8e3d224223466aebfe15ddc6185f0867d27bb31e5e5d1fff"),
-    ("weights_root", "0xa1dc3b05f2ddc23420a32fe161602632af7eb6118aed90e4c30e7a7daecc7134"),
-    ("model_id", "0xaf4c309758756a4ac29243476dbe2f2494a80f05e9b5e9173682769a66126708"),
-    ("s_0", "0xeb36c0f32ba0414c67c3505951a699202030e22d33616939d1892f480844ea14"),
-    ("s_n", "0x53bfbf2829490c7fb0f5e2b49e4beda9906ff87f4152dc6461f7ecd9cc1de257"),
-    ("output", "0xf0a33d63e37820196de9f3de278ddad0456c5d587f1b3307596afdba54dec9d1"),
+    (
+        "program_hash",
+        "0x54bee5e14a7a51af8e3d224223466aebfe15ddc6185f0867d27bb31e5e5d1fff",
+    ),
+    (
+        "weights_root",
+        "0xa1dc3b05f2ddc23420a32fe161602632af7eb6118aed90e4c30e7a7daecc7134",
+    ),
+    (
+        "model_id",
+        "0xaf4c309758756a4ac29243476dbe2f2494a80f05e9b5e9173682769a66126708",
+    ),
+    (
+        "s_0",
+        "0xeb36c0f32ba0414c67c3505951a699202030e22d33616939d1892f480844ea14",
+    ),
+    (
+        "s_n",
+        "0x53bfbf2829490c7fb0f5e2b49e4beda9906ff87f4152dc6461f7ecd9cc1de257",
+    ),
+    (
+        "output",
+        "0xf0a33d63e37820196de9f3de278ddad0456c5d587f1b3307596afdba54dec9d1",
+    ),
 ];
