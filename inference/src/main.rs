@@ -5,7 +5,6 @@
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use eyre::{Context, Result, bail};
-use inference::merkle::H256;
 use inference::model::{MANIFEST_FILE, Model, PROGRAM_FILE, WEIGHTS_FILE};
 use inference::ops::Op;
 use inference::tensor::{DType, Tensor, TensorType};
@@ -131,11 +130,14 @@ struct TraceArgs {
 #[derive(Args, Debug)]
 struct DemoArgs {
     /// Text to run (the demo maps bytes to token ids; at most 8 are used).
-    #[arg(long, default_value = "fraud proofs for ML")]
+    #[arg(long, default_value = "proofs")]
     text: String,
     /// Also write the demo model directory here (usable with `run` and `trace`).
     #[arg(long)]
     write_model: Option<PathBuf>,
+    /// Print JSON instead of a summary.
+    #[arg(long)]
+    json: bool,
 }
 
 fn main() -> Result<()> {
@@ -150,6 +152,10 @@ fn main() -> Result<()> {
         Command::Op(OpCommand::FullyConnected(a)) => fully_connected(a)?,
         Command::Run(a) => run_model(a)?,
         Command::Trace(a) => trace_model(a)?,
+        Command::Demo(a) if !a.json => {
+            print_demo_summary(&run_demo(a)?);
+            return Ok(());
+        }
         Command::Demo(a) => run_demo(a)?,
         Command::Info { model } => serde_json::to_value(load_model(&model)?.manifest())?,
     };
@@ -304,7 +310,22 @@ fn run_demo(a: DemoArgs) -> Result<Value> {
         bail!("the serving path and the trace disagree: this is a bug");
     }
     v["text"] = json!(a.text);
+    v["tokens"] = json!(&tokens[..tokens.len().min(demo::SEQ)]);
     v["program_hash"] = json!(model.program_hash());
-    let _: H256 = model.id();
     Ok(v)
+}
+
+fn print_demo_summary(v: &Value) {
+    let kinds: std::collections::BTreeSet<&str> =
+        v["op_kinds"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+    let n = &v["op_count"];
+    let out = &v["output"];
+    println!("demo-encoder: {n} ops of {} kinds, model id {}", kinds.len(), v["model_id"].as_str().unwrap_or("?"));
+    println!("input   {:?} -> tokens {}", v["text"].as_str().unwrap_or(""), v["tokens"]);
+    println!("        input hash {}", v["input_hash"].as_str().unwrap_or("?"));
+    println!("output  {}{} = {}", out["dtype"].as_str().unwrap_or("?"), out["shape"], out["values"]);
+    println!("        output hash {}", out["hash"].as_str().unwrap_or("?"));
+    println!("state   s_0  = {}", v["states"][0]["state"].as_str().unwrap_or("?"));
+    println!("trace   s_{n} = {} (trace root)", v["trace_root"].as_str().unwrap_or("?"));
+    println!("serving path and trace executor agree bit for bit; `--json` prints all of it");
 }
