@@ -98,6 +98,14 @@ impl Program {
         if self.ops.len() >= u32::MAX as usize || self.weights.len() >= u32::MAX as usize {
             return Err(Error::Program("too many ops or weights".into()));
         }
+        // Every declared size must be countable before any op looks at it.
+        let declared = std::iter::once(&self.input)
+            .chain(&self.weights)
+            .chain(self.ops.iter().map(|n| &n.output));
+        for t in declared {
+            crate::tensor::checked_numel(&t.shape)
+                .map_err(|e| Error::Program(format!("{t}: {e}")))?;
+        }
         for (i, node) in self.ops.iter().enumerate() {
             let index = i + 1;
             let types = node
