@@ -270,12 +270,12 @@ proptest! {
         for i in (1..rank).rev() {
             perm.swap(i, g.below(i as u64 + 1) as usize);
         }
-        agree(&Op::Transpose { perm }, &[x.clone()], dt)?;
-        agree(&Op::Reshape, &[x.clone()], dt)?;
+        agree(&Op::Transpose { perm }, std::slice::from_ref(&x), dt)?;
+        agree(&Op::Reshape, std::slice::from_ref(&x), dt)?;
         let axis = g.below(rank as u64) as usize;
         let start = g.below(shape[axis] as u64 + 1) as usize;
         let end = start + g.below((shape[axis] - start) as u64 + 1) as usize;
-        agree(&Op::Slice { axis, start, end }, &[x.clone()], dt)?;
+        agree(&Op::Slice { axis, start, end }, std::slice::from_ref(&x), dt)?;
         let parts: Vec<Tensor> = (0..g.range(1, 3))
             .map(|_| {
                 let mut s = shape.clone();
