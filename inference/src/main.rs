@@ -316,16 +316,45 @@ fn run_demo(a: DemoArgs) -> Result<Value> {
 }
 
 fn print_demo_summary(v: &Value) {
-    let kinds: std::collections::BTreeSet<&str> =
-        v["op_kinds"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+    let kinds: std::collections::BTreeSet<&str> = v["op_kinds"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
     let n = &v["op_count"];
     let out = &v["output"];
-    println!("demo-encoder: {n} ops of {} kinds, model id {}", kinds.len(), v["model_id"].as_str().unwrap_or("?"));
-    println!("input   {:?} -> tokens {}", v["text"].as_str().unwrap_or(""), v["tokens"]);
-    println!("        input hash {}", v["input_hash"].as_str().unwrap_or("?"));
-    println!("output  {}{} = {}", out["dtype"].as_str().unwrap_or("?"), out["shape"], out["values"]);
-    println!("        output hash {}", out["hash"].as_str().unwrap_or("?"));
-    println!("state   s_0  = {}", v["states"][0]["state"].as_str().unwrap_or("?"));
-    println!("trace   s_{n} = {} (trace root)", v["trace_root"].as_str().unwrap_or("?"));
+    println!(
+        "demo-encoder: {n} ops of {} kinds, model id {}",
+        kinds.len(),
+        v["model_id"].as_str().unwrap_or("?")
+    );
+    println!(
+        "input   {:?} -> tokens {}",
+        v["text"].as_str().unwrap_or(""),
+        v["tokens"]
+    );
+    println!(
+        "        input hash {}",
+        v["input_hash"].as_str().unwrap_or("?")
+    );
+    println!(
+        "output  {}{} = {}",
+        out["dtype"].as_str().unwrap_or("?"),
+        out["shape"],
+        out["values"]
+    );
+    println!(
+        "        output hash {}",
+        out["hash"].as_str().unwrap_or("?")
+    );
+    println!(
+        "state   s_0  = {}",
+        v["states"][0]["state"].as_str().unwrap_or("?")
+    );
+    println!(
+        "trace   s_{n} = {} (trace root)",
+        v["trace_root"].as_str().unwrap_or("?")
+    );
     println!("serving path and trace executor agree bit for bit; `--json` prints all of it");
 }

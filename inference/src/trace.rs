@@ -132,6 +132,11 @@ fn step(
 
 /// The serving path: the program's output on `input`, nothing else.
 pub fn run(program: &Program, weights: &Weights, input: &Tensor) -> Result<Tensor> {
+    // Inside the thread pool, each parallel kernel starts without waking a worker first.
+    rayon::scope(|_| run_in_pool(program, weights, input))
+}
+
+fn run_in_pool(program: &Program, weights: &Weights, input: &Tensor) -> Result<Tensor> {
     check_input(program, input)?;
     let n = program.ops.len();
     // last_use[s]: the last op that reads slot s (the output slot is kept to the end).
@@ -175,6 +180,10 @@ pub struct Trace {
 impl Trace {
     /// Runs `program` on `input`, keeping and hashing every slot.
     pub fn execute(program: &Program, weights: &Weights, input: &Tensor) -> Result<Self> {
+        rayon::scope(|_| Self::execute_in_pool(program, weights, input))
+    }
+
+    fn execute_in_pool(program: &Program, weights: &Weights, input: &Tensor) -> Result<Self> {
         check_input(program, input)?;
         let n = program.ops.len();
         let mut slots: Vec<Option<Tensor>> = vec![None; n + 1];

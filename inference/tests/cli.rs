@@ -116,6 +116,7 @@ fn demo_writes_a_model_that_run_and_trace_reproduce() {
     let demo = ok(bin()
         .args([
             "demo",
+            "--json",
             "--text",
             "proofs",
             "--write-model",

@@ -1,0 +1,3 @@
+//! One module per area of the crate.
+
+pub mod gemm;
