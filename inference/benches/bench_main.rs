@@ -4,4 +4,4 @@
 
 mod benchmarks;
 
-criterion::criterion_main!(benchmarks::gemm::benches);
+criterion::criterion_main!(benchmarks::gemm::benches, benchmarks::ops::benches);
