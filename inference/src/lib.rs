@@ -9,6 +9,8 @@
 //! - [`trace`]: running a program, and the trace executor that computes any execution
 //!   state and its proofs on demand;
 //! - [`demo`]: a small built-in model using every op, for smoke tests and snapshots;
+//! - [`one_step`]: what one output element depends on, and its recomputation from revealed
+//!   leaves (the last step of a dispute);
 //! - [`npy`]: the `.npy` codec used by the command line.
 //!
 //! It is pure: no chain, async or file code. Callers hand it bytes and get bytes back.
@@ -21,6 +23,7 @@ pub mod gemm;
 pub mod merkle;
 pub mod model;
 pub mod npy;
+pub mod one_step;
 pub mod ops;
 pub mod program;
 pub mod tensor;

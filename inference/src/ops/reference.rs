@@ -4,11 +4,62 @@
 //! This is what the fast kernels are tested against, and it is exactly the computation the
 //! on-chain one-step verifier performs: one element from the operands it depends on. It is
 //! slow on purpose: no tiling, no zero-point folding, no fast paths.
+//!
+//! Operands are read through [`ElementSource`], so the same code computes an element from
+//! whole tensors or from only the leaves a one-step reveals ([`crate::one_step`]); an
+//! element read that was not revealed is an error, not a guess.
 
 use super::fixed_point::{isqrt, round_div, round_shift};
 use super::{Op, RopePairing};
 use crate::error::{Error, Result};
 use crate::tensor::{Tensor, TensorType};
+use std::cell::Cell;
+
+/// Where the reference reads operand elements from.
+pub trait ElementSource {
+    /// The operand's dtype and shape.
+    fn ty(&self) -> TensorType;
+    /// Element `index` (row-major), or `None` if it is not available.
+    fn value(&self, index: usize) -> Option<i64>;
+}
+
+impl ElementSource for Tensor {
+    fn ty(&self) -> TensorType {
+        Tensor::ty(self)
+    }
+
+    fn value(&self, index: usize) -> Option<i64> {
+        (index < self.numel()).then(|| self.get(index))
+    }
+}
+
+/// One operand as the element code sees it: infallible reads that remember the first
+/// element that was not available.
+struct View<'a> {
+    src: &'a dyn ElementSource,
+    ty: TensorType,
+    operand: usize,
+    missing: &'a Cell<Option<(usize, usize)>>,
+}
+
+impl View<'_> {
+    fn shape(&self) -> &[usize] {
+        &self.ty.shape
+    }
+
+    fn numel(&self) -> usize {
+        self.ty.numel()
+    }
+
+    fn get(&self, index: usize) -> i64 {
+        self.src.value(index).unwrap_or_else(|| {
+            if self.missing.get().is_none() {
+                self.missing.set(Some((self.operand, index)));
+            }
+            0
+        })
+    }
+}
 
 /// Row-major strides of `shape`.
 fn strides(shape: &[usize]) -> Vec<usize> {
@@ -28,7 +79,7 @@ fn unravel(index: usize, shape: &[usize]) -> Vec<usize> {
         .collect()
 }
 
-fn at(t: &Tensor, idx: &[usize]) -> i128 {
+fn at(t: &View<'_>, idx: &[usize]) -> i128 {
     let flat: usize = idx.iter().zip(strides(t.shape())).map(|(i, s)| i * s).sum();
     t.get(flat) as i128
 }
@@ -40,8 +91,45 @@ fn wrap32(v: i128) -> i128 {
 
 /// Element `index` (row-major) of the output of `op` on `inputs`, declared as `out`.
 pub fn element(op: &Op, inputs: &[&Tensor], out: &TensorType, index: usize) -> Result<i64> {
-    let types: Vec<TensorType> = inputs.iter().map(|t| t.ty()).collect();
+    let sources: Vec<&dyn ElementSource> =
+        inputs.iter().map(|t| *t as &dyn ElementSource).collect();
+    element_from(op, &sources, out, index)
+}
+
+/// Element `index` of the output of `op`, reading operands from `sources`; an error names
+/// the first operand element that was needed and not available.
+pub fn element_from(
+    op: &Op,
+    sources: &[&dyn ElementSource],
+    out: &TensorType,
+    index: usize,
+) -> Result<i64> {
+    let types: Vec<TensorType> = sources.iter().map(|s| s.ty()).collect();
     op.check(&types.iter().collect::<Vec<_>>(), out)?;
+    let missing = Cell::new(None);
+    let views: Vec<View<'_>> = sources
+        .iter()
+        .zip(types)
+        .enumerate()
+        .map(|(operand, (&src, ty))| View {
+            src,
+            ty,
+            operand,
+            missing: &missing,
+        })
+        .collect();
+    let inputs: Vec<&View<'_>> = views.iter().collect();
+    let v = element_of(op, &inputs, out, index)?;
+    match missing.get() {
+        None => Ok(v),
+        Some((operand, element)) => Err(Error::Proof(format!(
+            "{}: element {element} of operand {operand} is needed but was not revealed",
+            op.kind()
+        ))),
+    }
+}
+
+fn element_of(op: &Op, inputs: &[&View<'_>], out: &TensorType, index: usize) -> Result<i64> {
     if index >= out.numel() {
         return Err(Error::Param(format!(
             "element {index} of {out} does not exist"
