@@ -283,6 +283,11 @@ impl Tensor {
         &self.data
     }
 
+    /// The typed storage, mutable (the shape stays).
+    pub fn data_mut(&mut self) -> &mut TensorData {
+        &mut self.data
+    }
+
     /// Consumes the tensor into its storage.
     pub fn into_data(self) -> TensorData {
         self.data

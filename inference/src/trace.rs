@@ -183,13 +183,41 @@ impl Trace {
         rayon::scope(|_| Self::execute_in_pool(program, weights, input))
     }
 
+    /// Runs `program` like [`Trace::execute`], but hands each op's output to `hook` (with
+    /// the op's 1-based index) before later ops read it. A hook that changes an output makes
+    /// a faulty trace, computed onwards from the changed value: the adversary of the
+    /// dispute tests and scenarios. The output must keep its type.
+    pub fn execute_with_hook(
+        program: &Program,
+        weights: &Weights,
+        input: &Tensor,
+        hook: impl FnMut(usize, &mut Tensor) + Send,
+    ) -> Result<Self> {
+        let mut hook = hook;
+        rayon::scope(|_| Self::execute_in_pool_with(program, weights, input, &mut hook))
+    }
+
     fn execute_in_pool(program: &Program, weights: &Weights, input: &Tensor) -> Result<Self> {
+        Self::execute_in_pool_with(program, weights, input, &mut |_, _| {})
+    }
+
+    fn execute_in_pool_with(
+        program: &Program,
+        weights: &Weights,
+        input: &Tensor,
+        hook: &mut (dyn FnMut(usize, &mut Tensor) + Send),
+    ) -> Result<Self> {
         check_input(program, input)?;
         let n = program.ops.len();
         let mut slots: Vec<Option<Tensor>> = vec![None; n + 1];
         slots[0] = Some(input.clone());
         for i in 1..=n {
-            slots[i] = Some(step(program, weights, &slots, i)?);
+            let mut out = step(program, weights, &slots, i)?;
+            hook(i, &mut out);
+            if out.ty() != program.ops[i - 1].output {
+                return Err(Error::Program(format!("the hook changed the type of op {i}'s output")));
+            }
+            slots[i] = Some(out);
         }
         let slots: Vec<Tensor> = slots
             .into_iter()
