@@ -234,6 +234,21 @@ impl Trace {
         })
     }
 
+    /// The same trace with `slot` holding `tensor` instead (of the same type), every later
+    /// slot unchanged: a trace that lies about one slot only.
+    pub fn with_slot(&self, slot: usize, tensor: Tensor) -> Result<Self> {
+        let old = self.tensor(slot)?;
+        if old.ty() != tensor.ty() {
+            return Err(Error::Param(format!("slot {slot} is {}, not {}", old.ty(), tensor.ty())));
+        }
+        let mut slots = self.slots.clone();
+        let mut slot_hashes = self.slot_hashes.clone();
+        slot_hashes[slot] = commit::tensor_hash(&tensor);
+        slots[slot] = tensor;
+        let roots = ActivationRoots::new(&slot_hashes);
+        Ok(Self { slots, slot_hashes, weights_root: self.weights_root, roots, output: self.output })
+    }
+
     /// Number of ops `n`; states run from `s_0` to `s_n`.
     pub fn op_count(&self) -> usize {
         self.slots.len() - 1
