@@ -20,6 +20,7 @@ pub mod commit;
 pub mod demo;
 pub mod error;
 pub mod gemm;
+pub mod import;
 pub mod merkle;
 pub mod model;
 pub mod npy;
@@ -27,6 +28,7 @@ pub mod one_step;
 pub mod ops;
 pub mod program;
 pub mod tensor;
+pub mod tokenize;
 pub mod trace;
 
 pub use error::{Error, Result};

