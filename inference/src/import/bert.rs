@@ -245,6 +245,23 @@ impl BertFloat {
     }
 }
 
+impl BertFloat {
+    /// The float sentence embedding of `ids`: mean pooling, then L2 normalization (the
+    /// reference the integer program is measured against).
+    pub fn embed(&self, ids: &[u32]) -> Result<Vec<f32>> {
+        let pooled = self.forward(ids, None)?;
+        let norm = pooled
+            .iter()
+            .map(|&v| v as f64 * v as f64)
+            .sum::<f64>()
+            .sqrt();
+        Ok(pooled
+            .iter()
+            .map(|&v| (v as f64 / norm.max(1e-30)) as f32)
+            .collect())
+    }
+}
+
 /// Calibration ranges for a model: symmetric scales from `max |x|`.
 struct Scales(Ranges);
 
