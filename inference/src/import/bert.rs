@@ -503,12 +503,38 @@ impl Builder {
 /// Progress of a long step: (what, done, total).
 pub type Progress<'a> = &'a mut dyn FnMut(&str, usize, usize);
 
-/// Imports a float BERT encoder as an integer program over `seq_len` tokens.
-///
-/// `calibration` holds the token ids of the calibration sentences (each with its special
-/// tokens, at most `seq_len` long). The program takes `i32 [2, seq_len]`: row 0 the token
-/// ids (padded with anything), row 1 the attention mask (1 for a token, 0 for padding), and
-/// gives `i32 [1, hidden]`, the masked mean of the last hidden state in fixed point.
+/// A float BERT encoder with the activation ranges measured on calibration text: it
+/// builds the integer program for any sequence length, all with the same scales.
+pub struct Calibrated {
+    float: BertFloat,
+    scales: Scales,
+    sentences: usize,
+}
+
+/// Runs the float model over `calibration` (token ids of each sentence, special tokens
+/// included) and records the range of every activation the programs quantize.
+pub fn calibrate(
+    weights: &FloatWeights<'_>,
+    cfg: BertConfig,
+    calibration: &[Vec<u32>],
+    progress: Progress<'_>,
+) -> Result<Calibrated> {
+    let float = BertFloat::load(weights, cfg)?;
+    let mut ranges = Ranges::new();
+    for (i, ids) in calibration.iter().enumerate() {
+        progress("calibrating", i, calibration.len());
+        float.forward(ids, Some(&mut ranges))?;
+    }
+    progress("calibrating", calibration.len(), calibration.len());
+    Ok(Calibrated {
+        float,
+        scales: Scales(ranges),
+        sentences: calibration.len(),
+    })
+}
+
+/// Imports a float BERT encoder as an integer program over `seq_len` tokens
+/// ([`calibrate`], then [`Calibrated::build`]).
 pub fn import(
     name: &str,
     weights: &FloatWeights<'_>,
@@ -517,256 +543,262 @@ pub fn import(
     calibration: &[Vec<u32>],
     progress: Progress<'_>,
 ) -> Result<Model> {
-    if seq_len == 0 || seq_len > cfg.max_positions {
-        return Err(Error::Param(format!(
-            "seq_len {seq_len} must be in 1..={}",
-            cfg.max_positions
-        )));
-    }
-    let float = BertFloat::load(weights, cfg)?;
-    let mut ranges = Ranges::new();
-    for (i, ids) in calibration.iter().enumerate() {
-        progress("calibrating", i, calibration.len());
-        float.forward(ids, Some(&mut ranges))?;
-    }
-    progress("calibrating", calibration.len(), calibration.len());
-    let sc = Scales(ranges);
-    let BertConfig {
-        hidden: d,
-        heads,
-        ffn,
-        vocab,
-        layers,
-        ..
-    } = cfg;
-    let (s, dh) = (seq_len, d / heads);
-    let mut q = Builder {
-        b: ProgramBuilder::new(TensorType::new(DType::I32, vec![2, s])),
-    };
-    let input = q.b.input();
-    let ids = q.b.push(
-        Op::Slice {
-            axis: 0,
-            start: 0,
-            end: 1,
-        },
-        &[input],
-        DType::I32,
-    )?;
-    let mask = q.b.push(
-        Op::Slice {
-            axis: 0,
-            start: 1,
-            end: 2,
-        },
-        &[input],
-        DType::I32,
-    )?;
+    calibrate(weights, cfg, calibration, &mut *progress)?.build(name, seq_len, progress)
+}
 
-    // Embeddings: i16 tables, each with its own scale.
-    let word_abs = float
-        .word
-        .iter()
-        .fold(0f32, |a, &v| a.max(v.abs()))
-        .max(1e-6);
-    let s_word = word_abs / 32767.0;
-    let word = q.b.weight(
-        "embeddings.word",
-        Tensor::from_i16(
-            vec![vocab, d],
-            float
-                .word
-                .iter()
-                .map(|&v| (v / s_word).round() as i16)
-                .collect(),
-        )?,
-    );
-    let pos_f: Vec<f32> = (0..s * d)
-        .map(|i| float.position[i] + float.token_type[i % d])
-        .collect();
-    let s_pos = pos_f.iter().fold(0f32, |a, &v| a.max(v.abs())).max(1e-6) / 32767.0;
-    let pos = q.b.weight(
-        "embeddings.position_and_type",
-        Tensor::from_i16(
-            vec![1, s, d],
-            pos_f.iter().map(|&v| (v / s_pos).round() as i16).collect(),
-        )?,
-    );
-    let tok = q.b.push(Op::Embedding, &[word, ids], DType::I16)?;
-    let s_emb = sc.i16("emb")?;
-    let emb = q.add(tok, s_word, pos, s_pos, s_emb, DType::I16)?;
-    let emb = q.b.reshape(emb, &[s, d])?;
-    let mut s_h16 = sc.i16("h0")?;
-    let mut h16 = q.layer_norm("embeddings.ln", emb, &float.ln, s_emb, s_h16, DType::I16)?;
+impl Calibrated {
+    /// The float model.
+    pub fn float(&self) -> &BertFloat {
+        &self.float
+    }
 
-    for (l, layer) in float.layers.iter().enumerate() {
-        progress("building layers", l, layers);
-        let p = format!("layer{l}");
-        let (s_q, s_k, s_v) = (
-            sc.i8(&format!("q{l}"))?,
-            sc.i8(&format!("k{l}"))?,
-            sc.i8(&format!("v{l}"))?,
-        );
-        let x = q.split(h16, s_h16)?;
-        let qh = q.fc_split(&format!("{p}.q"), &x, &layer.q, d, d, s_q, DType::I8)?;
-        let kh = q.fc_split(&format!("{p}.k"), &x, &layer.k, d, d, s_k, DType::I8)?;
-        let vh = q.fc_split(&format!("{p}.v"), &x, &layer.v, d, d, s_v, DType::I8)?;
-        let (qh, kh, vh) = (
-            q.heads(qh, s, heads, dh)?,
-            q.heads(kh, s, heads, dh)?,
-            q.heads(vh, s, heads, dh)?,
-        );
-        // Scores in i16, at least 1/256 fine, so the exp table covers distances up to 16.
-        let s_sc = (sc.absmax(&format!("scores{l}"))? / 32767.0).max(1.0 / 256.0);
-        let (m, sh) = mq(
-            s_q as f64 * s_k as f64 / (dh as f64).sqrt() / s_sc as f64,
-            "scores",
+    /// Builds the integer program over `seq_len` tokens.
+    ///
+    /// The program takes `i32 [2, seq_len]`: row 0 the token ids (padded with anything),
+    /// row 1 the attention mask (1 for a token, 0 for padding), and gives `i32 [1, hidden]`,
+    /// the masked mean of the last hidden state in fixed point.
+    pub fn build(&self, name: &str, seq_len: usize, progress: Progress<'_>) -> Result<Model> {
+        let (float, sc, cfg) = (&self.float, &self.scales, self.float.cfg);
+        if seq_len == 0 || seq_len > cfg.max_positions {
+            return Err(Error::Param(format!(
+                "seq_len {seq_len} must be in 1..={}",
+                cfg.max_positions
+            )));
+        }
+        let BertConfig {
+            hidden: d,
+            heads,
+            ffn,
+            vocab,
+            layers,
+            ..
+        } = cfg;
+        let (s, dh) = (seq_len, d / heads);
+        let mut q = Builder {
+            b: ProgramBuilder::new(TensorType::new(DType::I32, vec![2, s])),
+        };
+        let input = q.b.input();
+        let ids = q.b.push(
+            Op::Slice {
+                axis: 0,
+                start: 0,
+                end: 1,
+            },
+            &[input],
+            DType::I32,
         )?;
-        let scores = q.b.push(
-            Op::BatchMatmul {
-                transpose_b: true,
-                a_zero_point: 0,
-                b_zero_point: 0,
-                multiplier: m,
-                shift: sh,
+        let mask = q.b.push(
+            Op::Slice {
+                axis: 0,
+                start: 1,
+                end: 2,
+            },
+            &[input],
+            DType::I32,
+        )?;
+
+        // Embeddings: i16 tables, each with its own scale.
+        let word_abs = float
+            .word
+            .iter()
+            .fold(0f32, |a, &v| a.max(v.abs()))
+            .max(1e-6);
+        let s_word = word_abs / 32767.0;
+        let word = q.b.weight(
+            "embeddings.word",
+            Tensor::from_i16(
+                vec![vocab, d],
+                float
+                    .word
+                    .iter()
+                    .map(|&v| (v / s_word).round() as i16)
+                    .collect(),
+            )?,
+        );
+        let pos_f: Vec<f32> = (0..s * d)
+            .map(|i| float.position[i] + float.token_type[i % d])
+            .collect();
+        let s_pos = pos_f.iter().fold(0f32, |a, &v| a.max(v.abs())).max(1e-6) / 32767.0;
+        let pos = q.b.weight(
+            "embeddings.position_and_type",
+            Tensor::from_i16(
+                vec![1, s, d],
+                pos_f.iter().map(|&v| (v / s_pos).round() as i16).collect(),
+            )?,
+        );
+        let tok = q.b.push(Op::Embedding, &[word, ids], DType::I16)?;
+        let s_emb = sc.i16("emb")?;
+        let emb = q.add(tok, s_word, pos, s_pos, s_emb, DType::I16)?;
+        let emb = q.b.reshape(emb, &[s, d])?;
+        let mut s_h16 = sc.i16("h0")?;
+        let mut h16 = q.layer_norm("embeddings.ln", emb, &float.ln, s_emb, s_h16, DType::I16)?;
+
+        for (l, layer) in float.layers.iter().enumerate() {
+            progress("building layers", l, layers);
+            let p = format!("layer{l}");
+            let (s_q, s_k, s_v) = (
+                sc.i8(&format!("q{l}"))?,
+                sc.i8(&format!("k{l}"))?,
+                sc.i8(&format!("v{l}"))?,
+            );
+            let x = q.split(h16, s_h16)?;
+            let qh = q.fc_split(&format!("{p}.q"), &x, &layer.q, d, d, s_q, DType::I8)?;
+            let kh = q.fc_split(&format!("{p}.k"), &x, &layer.k, d, d, s_k, DType::I8)?;
+            let vh = q.fc_split(&format!("{p}.v"), &x, &layer.v, d, d, s_v, DType::I8)?;
+            let (qh, kh, vh) = (
+                q.heads(qh, s, heads, dh)?,
+                q.heads(kh, s, heads, dh)?,
+                q.heads(vh, s, heads, dh)?,
+            );
+            // Scores in i16, at least 1/256 fine, so the exp table covers distances up to 16.
+            let s_sc = (sc.absmax(&format!("scores{l}"))? / 32767.0).max(1.0 / 256.0);
+            let (m, sh) = mq(
+                s_q as f64 * s_k as f64 / (dh as f64).sqrt() / s_sc as f64,
+                "scores",
+            )?;
+            let scores = q.b.push(
+                Op::BatchMatmul {
+                    transpose_b: true,
+                    a_zero_point: 0,
+                    b_zero_point: 0,
+                    multiplier: m,
+                    shift: sh,
+                    y_zero_point: 0,
+                },
+                &[qh, kh],
+                DType::I16,
+            )?;
+            let table: Vec<i32> = (0..EXP_TABLE)
+                .map(|d| ((-(d as f64) * s_sc as f64).exp() * 2f64.powi(30)).round() as i32)
+                .collect();
+            let exp = q.b.weight(
+                format!("{p}.exp"),
+                Tensor::from_i32(vec![EXP_TABLE], table)?,
+            );
+            let probs = q.b.push(
+                Op::Softmax {
+                    causal: false,
+                    frac_bits: PROB_BITS,
+                    y_zero_point: -128,
+                },
+                &[scores, exp, mask],
+                DType::I8,
+            )?;
+            let s_ctx = sc.i8(&format!("ctx{l}"))?;
+            let (m, sh) = mq(
+                s_v as f64 / 2f64.powi(PROB_BITS as i32) / s_ctx as f64,
+                "context",
+            )?;
+            let ctx = q.b.push(
+                Op::BatchMatmul {
+                    transpose_b: false,
+                    a_zero_point: -128,
+                    b_zero_point: 0,
+                    multiplier: m,
+                    shift: sh,
+                    y_zero_point: 0,
+                },
+                &[probs, vh],
+                DType::I8,
+            )?;
+            let ctx = q.b.push(
+                Op::Transpose {
+                    perm: vec![1, 0, 2],
+                },
+                &[ctx],
+                DType::I8,
+            )?;
+            let ctx = q.b.reshape(ctx, &[s, d])?;
+            let s_ao = sc.i16(&format!("ao{l}"))?;
+            let ao = q.fc(
+                &format!("{p}.attn_out"),
+                ctx,
+                (s_ctx, 0),
+                &layer.o,
+                d,
+                d,
+                s_ao,
+                DType::I16,
+            )?;
+            let s_sum1 = sc.i16(&format!("sum1{l}"))?;
+            let sum1 = q.add(h16, s_h16, ao, s_ao, s_sum1, DType::I16)?;
+            let s_h1 = sc.i16(&format!("h1{l}"))?;
+            let h1 = q.layer_norm(
+                &format!("{p}.ln1"),
+                sum1,
+                &layer.ln1,
+                s_sum1,
+                s_h1,
+                DType::I16,
+            )?;
+            let x1 = q.split(h1, s_h1)?;
+            let s_up = sc.i8(&format!("up{l}"))?;
+            let up = q.fc_split(
+                &format!("{p}.ffn_up"),
+                &x1,
+                &layer.up,
+                ffn,
+                d,
+                s_up,
+                DType::I8,
+            )?;
+            // GELU as an i8 -> i16 table, split again for the down projection.
+            let s_g = sc.i16(&format!("gelu{l}"))?;
+            let table: Vec<i16> = (0..256)
+                .map(|i| {
+                    (gelu((i as f64 - 128.0) * s_up as f64) / s_g as f64)
+                        .round()
+                        .clamp(-32768.0, 32767.0) as i16
+                })
+                .collect();
+            let gelu_t =
+                q.b.weight(format!("{p}.gelu"), Tensor::from_i16(vec![256], table)?);
+            let g = q.b.push(Op::Lut, &[up, gelu_t], DType::I16)?;
+            let g = q.split(g, s_g)?;
+            let s_down = sc.i16(&format!("down{l}"))?;
+            let down = q.fc_split(
+                &format!("{p}.ffn_down"),
+                &g,
+                &layer.down,
+                d,
+                ffn,
+                s_down,
+                DType::I16,
+            )?;
+            let s_sum2 = sc.i16(&format!("sum2{l}"))?;
+            let sum2 = q.add(h1, s_h1, down, s_down, s_sum2, DType::I16)?;
+            s_h16 = sc.i16(&format!("h{}", l + 1))?;
+            h16 = q.layer_norm(
+                &format!("{p}.ln2"),
+                sum2,
+                &layer.ln2,
+                s_sum2,
+                s_h16,
+                DType::I16,
+            )?;
+        }
+        progress("building layers", layers, layers);
+        let h3 = q.b.reshape(h16, &[1, s, d])?;
+        let pooled = q.b.push(
+            Op::MeanPool {
+                x_zero_point: 0,
+                frac_bits: POOL_BITS,
                 y_zero_point: 0,
             },
-            &[qh, kh],
-            DType::I16,
+            &[h3, mask],
+            DType::I32,
         )?;
-        let table: Vec<i32> = (0..EXP_TABLE)
-            .map(|d| ((-(d as f64) * s_sc as f64).exp() * 2f64.powi(30)).round() as i32)
-            .collect();
-        let exp = q.b.weight(
-            format!("{p}.exp"),
-            Tensor::from_i32(vec![EXP_TABLE], table)?,
+        let (program, weights) = q.b.finish(pooled)?;
+        let mut meta = BTreeMap::new();
+        meta.insert("architecture".into(), "bert".into());
+        meta.insert("seq_len".into(), s.to_string());
+        meta.insert(
+            "output_scale".into(),
+            format!("{:e}", s_h16 as f64 / 2f64.powi(POOL_BITS as i32)),
         );
-        let probs = q.b.push(
-            Op::Softmax {
-                causal: false,
-                frac_bits: PROB_BITS,
-                y_zero_point: -128,
-            },
-            &[scores, exp, mask],
-            DType::I8,
-        )?;
-        let s_ctx = sc.i8(&format!("ctx{l}"))?;
-        let (m, sh) = mq(
-            s_v as f64 / 2f64.powi(PROB_BITS as i32) / s_ctx as f64,
-            "context",
-        )?;
-        let ctx = q.b.push(
-            Op::BatchMatmul {
-                transpose_b: false,
-                a_zero_point: -128,
-                b_zero_point: 0,
-                multiplier: m,
-                shift: sh,
-                y_zero_point: 0,
-            },
-            &[probs, vh],
-            DType::I8,
-        )?;
-        let ctx = q.b.push(
-            Op::Transpose {
-                perm: vec![1, 0, 2],
-            },
-            &[ctx],
-            DType::I8,
-        )?;
-        let ctx = q.b.reshape(ctx, &[s, d])?;
-        let s_ao = sc.i16(&format!("ao{l}"))?;
-        let ao = q.fc(
-            &format!("{p}.attn_out"),
-            ctx,
-            (s_ctx, 0),
-            &layer.o,
-            d,
-            d,
-            s_ao,
-            DType::I16,
-        )?;
-        let s_sum1 = sc.i16(&format!("sum1{l}"))?;
-        let sum1 = q.add(h16, s_h16, ao, s_ao, s_sum1, DType::I16)?;
-        let s_h1 = sc.i16(&format!("h1{l}"))?;
-        let h1 = q.layer_norm(
-            &format!("{p}.ln1"),
-            sum1,
-            &layer.ln1,
-            s_sum1,
-            s_h1,
-            DType::I16,
-        )?;
-        let x1 = q.split(h1, s_h1)?;
-        let s_up = sc.i8(&format!("up{l}"))?;
-        let up = q.fc_split(
-            &format!("{p}.ffn_up"),
-            &x1,
-            &layer.up,
-            ffn,
-            d,
-            s_up,
-            DType::I8,
-        )?;
-        // GELU as an i8 -> i16 table, split again for the down projection.
-        let s_g = sc.i16(&format!("gelu{l}"))?;
-        let table: Vec<i16> = (0..256)
-            .map(|i| {
-                (gelu((i as f64 - 128.0) * s_up as f64) / s_g as f64)
-                    .round()
-                    .clamp(-32768.0, 32767.0) as i16
-            })
-            .collect();
-        let gelu_t =
-            q.b.weight(format!("{p}.gelu"), Tensor::from_i16(vec![256], table)?);
-        let g = q.b.push(Op::Lut, &[up, gelu_t], DType::I16)?;
-        let g = q.split(g, s_g)?;
-        let s_down = sc.i16(&format!("down{l}"))?;
-        let down = q.fc_split(
-            &format!("{p}.ffn_down"),
-            &g,
-            &layer.down,
-            d,
-            ffn,
-            s_down,
-            DType::I16,
-        )?;
-        let s_sum2 = sc.i16(&format!("sum2{l}"))?;
-        let sum2 = q.add(h1, s_h1, down, s_down, s_sum2, DType::I16)?;
-        s_h16 = sc.i16(&format!("h{}", l + 1))?;
-        h16 = q.layer_norm(
-            &format!("{p}.ln2"),
-            sum2,
-            &layer.ln2,
-            s_sum2,
-            s_h16,
-            DType::I16,
-        )?;
+        meta.insert("calibration_sentences".into(), self.sentences.to_string());
+        Model::new(name, program, weights, meta)
     }
-    progress("building layers", layers, layers);
-    let h3 = q.b.reshape(h16, &[1, s, d])?;
-    let pooled = q.b.push(
-        Op::MeanPool {
-            x_zero_point: 0,
-            frac_bits: POOL_BITS,
-            y_zero_point: 0,
-        },
-        &[h3, mask],
-        DType::I32,
-    )?;
-    let (program, weights) = q.b.finish(pooled)?;
-    let mut meta = BTreeMap::new();
-    meta.insert("architecture".into(), "bert".into());
-    meta.insert("seq_len".into(), s.to_string());
-    meta.insert(
-        "output_scale".into(),
-        format!("{:e}", s_h16 as f64 / 2f64.powi(POOL_BITS as i32)),
-    );
-    meta.insert(
-        "calibration_sentences".into(),
-        calibration.len().to_string(),
-    );
-    Model::new(name, program, weights, meta)
 }
 
 /// The program input for one tokenized sentence: ids (padded with 0) and the mask.
@@ -802,4 +834,69 @@ pub fn normalize(pooled: &Tensor) -> Result<Vec<f32>> {
             }
         })
         .collect())
+}
+
+/// File name of an encoder family's index.
+pub const FAMILY_FILE: &str = "family.json";
+
+/// One encoder imported at several sequence lengths: each bucket is a model of its own
+/// (its own program and model id) in a subdirectory; a sentence runs on the shortest bucket
+/// that holds it, so short sentences do not pay for the longest.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Family {
+    /// Always `fpml-encoder-family/1`.
+    pub format: String,
+    /// The source model's name.
+    pub model: String,
+    /// The buckets, shortest first.
+    pub buckets: Vec<Bucket>,
+}
+
+/// One sequence length of a [`Family`].
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Bucket {
+    /// Tokens per input.
+    pub seq_len: usize,
+    /// Subdirectory holding the model.
+    pub dir: String,
+    /// Its model id.
+    pub model_id: crate::merkle::H256,
+}
+
+impl Family {
+    /// The format tag this build writes and reads.
+    pub const FORMAT: &'static str = "fpml-encoder-family/1";
+
+    /// Parses and checks a family index.
+    pub fn from_json(bytes: &[u8]) -> Result<Self> {
+        let f: Self = serde_json::from_slice(bytes)
+            .map_err(|e| Error::Decode(format!("{FAMILY_FILE}: {e}")))?;
+        if f.format != Self::FORMAT {
+            return Err(Error::Decode(format!(
+                "{FAMILY_FILE}: format {:?} is not {:?}",
+                f.format,
+                Self::FORMAT
+            )));
+        }
+        if f.buckets.is_empty() || f.buckets.windows(2).any(|w| w[0].seq_len >= w[1].seq_len) {
+            return Err(Error::Decode(format!(
+                "{FAMILY_FILE}: buckets must be non-empty and strictly increasing"
+            )));
+        }
+        Ok(f)
+    }
+
+    /// The index of the shortest bucket holding `tokens` tokens (the longest if none does:
+    /// the tokenizer truncates to it).
+    pub fn bucket_for(&self, tokens: usize) -> usize {
+        self.buckets
+            .iter()
+            .position(|b| b.seq_len >= tokens)
+            .unwrap_or(self.buckets.len() - 1)
+    }
+
+    /// The longest sequence length.
+    pub fn max_seq_len(&self) -> usize {
+        self.buckets.last().map_or(0, |b| b.seq_len)
+    }
 }
