@@ -432,11 +432,7 @@ fn progress_bar() -> impl FnMut(&str, usize, usize) {
     let mut last = String::new();
     move |what: &str, done: usize, total: usize| {
         let width = 30;
-        let filled = if total == 0 {
-            width
-        } else {
-            done * width / total
-        };
+        let filled = (done * width).checked_div(total).unwrap_or(width).min(width);
         let line = format!(
             "\r{what:<18} [{}{}] {done}/{total}",
             "#".repeat(filled),

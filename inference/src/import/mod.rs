@@ -7,6 +7,8 @@
 
 pub mod bert;
 mod float;
+pub mod gguf;
+pub mod llama;
 
 use crate::error::{Error, Result};
 use safetensors::SafeTensors;
