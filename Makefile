@@ -16,7 +16,7 @@ MODELS_STAMP := $(VENV)/.models-installed
 LITERT_CASES ?= 60
 LITERT_SEED ?= 20261125
 
-.PHONY: help setup models demo test lint fmt clippy doc unit conformance quality bench pr clean
+.PHONY: help setup models demo test lint fmt clippy doc unit conformance quality bench bench-minilm pr clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -70,6 +70,14 @@ quality: models ## Integer MiniLM against the float reference and ONNX Runtime (
 	$(VENV_PY) scripts/minilm_reference.py embed --input data/sentences_eval.txt --out target/minilm-float.npy
 	$(VENV_PY) scripts/quality_minilm.py --ours target/minilm-int.npy --reference target/minilm-float.npy \
 		--min-mean 0.99 --min-min 0.97 --min-spearman 0.98
+
+bench-minilm: models ## MiniLM sentences/s, ours and ONNX Runtime int8 side by side (batch 1 and 64)
+	$(CARGO) build --release --locked -p inference
+	test -f target/minilm-ort/model_int8.onnx || $(VENV_PY) scripts/minilm_ort.py export --out target/minilm-ort
+	for b in 1 64; do \
+		target/release/inference bench-embed --model models/minilm --input data/sentences_eval.txt --batch $$b --seconds 10; \
+		$(VENV_PY) scripts/minilm_ort.py bench --dir target/minilm-ort --input data/sentences_eval.txt --batch $$b --seconds 10 --threads 2; \
+	done
 
 bench: ## Criterion benchmarks (int8 GEMM GOPS and more)
 	$(CARGO) bench --locked -p inference --bench bench_main

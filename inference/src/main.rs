@@ -42,6 +42,10 @@ enum Command {
     /// Sentence embeddings with an imported encoder (one sentence a line; float32 [n, d]
     /// `.npy`, dequantized and L2-normalized after the integer program).
     Embed(EmbedArgs),
+    /// Sentences per second of an imported encoder (tokenization included), one sentence at
+    /// a time (`--batch 1`, each run using every core) or a batch at a time (sentences of a
+    /// batch run concurrently).
+    BenchEmbed(BenchEmbedArgs),
     /// Print a model directory's manifest after checking its model id.
     Info {
         /// The model directory.
@@ -89,6 +93,22 @@ struct EmbedArgs {
     /// Where to write the float32 `[n, d]` embeddings.
     #[arg(long)]
     out: PathBuf,
+}
+
+#[derive(Args, Debug)]
+struct BenchEmbedArgs {
+    /// The encoder directory (from `model prepare minilm`).
+    #[arg(long)]
+    model: PathBuf,
+    /// Text file, one sentence a line (cycled through).
+    #[arg(long)]
+    input: PathBuf,
+    /// Sentences per batch.
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+    /// How long to measure.
+    #[arg(long, default_value_t = 5.0)]
+    seconds: f64,
 }
 
 #[derive(Subcommand, Debug)]
@@ -207,6 +227,7 @@ fn main() -> Result<()> {
         Command::Info { model } => serde_json::to_value(load_model(&model)?.manifest())?,
         Command::Model(ModelCommand::Prepare(PrepareCommand::Minilm(a))) => prepare_minilm(a)?,
         Command::Embed(a) => embed(a)?,
+        Command::BenchEmbed(a) => bench_embed(a)?,
     };
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())
@@ -432,7 +453,10 @@ fn progress_bar() -> impl FnMut(&str, usize, usize) {
     let mut last = String::new();
     move |what: &str, done: usize, total: usize| {
         let width = 30;
-        let filled = (done * width).checked_div(total).unwrap_or(width).min(width);
+        let filled = (done * width)
+            .checked_div(total)
+            .unwrap_or(width)
+            .min(width);
         let line = format!(
             "\r{what:<18} [{}{}] {done}/{total}",
             "#".repeat(filled),
@@ -588,5 +612,55 @@ fn embed(a: EmbedArgs) -> Result<Value> {
         "out": a.out.display().to_string(),
         "seconds": secs,
         "sentences_per_second": lines.len() as f64 / secs,
+    }))
+}
+
+fn bench_embed(a: BenchEmbedArgs) -> Result<Value> {
+    use inference::import::bert;
+    use rayon::prelude::*;
+    if a.batch == 0 {
+        bail!("--batch must be at least 1");
+    }
+    let enc = load_encoder(&a.model)?;
+    let text = std::fs::read_to_string(&a.input)
+        .wrap_err_with(|| format!("reading {}", a.input.display()))?;
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    if lines.is_empty() {
+        bail!("{} has no sentences", a.input.display());
+    }
+    let one = |line: &&str| -> inference::Result<Vec<f32>> {
+        let ids = enc.tokenizer.encode(line)?;
+        let b = enc.family.bucket_for(ids.len());
+        let model = &enc.models[b];
+        bert::normalize(&run(
+            model.program(),
+            model.weights(),
+            &bert::input(&ids, enc.family.buckets[b].seq_len)?,
+        )?)
+    };
+    let started = std::time::Instant::now();
+    let (mut done, mut next) = (0usize, 0usize);
+    while started.elapsed().as_secs_f64() < a.seconds {
+        let batch: Vec<&str> = (0..a.batch)
+            .map(|i| lines[(next + i) % lines.len()])
+            .collect();
+        next += a.batch;
+        if a.batch == 1 {
+            one(&batch[0])?;
+        } else {
+            batch
+                .par_iter()
+                .map(one)
+                .collect::<inference::Result<Vec<_>>>()?;
+        }
+        done += a.batch;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    Ok(json!({
+        "batch": a.batch,
+        "sentences": done,
+        "seconds": secs,
+        "sentences_per_second": done as f64 / secs,
+        "threads": rayon::current_num_threads(),
     }))
 }
