@@ -18,16 +18,18 @@
 //!
 //! A game is at most `2 * ceil(log_k n) + 2 * ceil(d / L) + 4` moves for `n` ops, degree
 //! `k`, an output tree of depth `d` (`log2` of its padded leaf count) and `L` tensor
-//! levels per move ([`config::GameConfig::bound`]); the built-in demo model (43 ops, widest
-//! output 512 bytes, `d = 4`) with `L = 3`:
+//! levels per move ([`config::GameConfig::bound`]). With `L = 3`:
 //!
-//! | degree | trace rounds | tensor rounds | moves |
-//! |---|---|---|---|
-//! | 2 | 6 | 2 | 20 |
-//! | 8 | 2 | 2 | 12 |
-//! | 64 | 1 | 2 | 10 |
+//! | program | ops `n` | `d` | degree | trace rounds | tensor rounds | moves |
+//! |---|---|---|---|---|---|---|
+//! | demo encoder | 43 | 4 | 2 | 6 | 2 | 20 |
+//! | demo encoder | 43 | 4 | 8 | 2 | 2 | 12 |
+//! | demo encoder | 43 | 4 | 64 | 1 | 2 | 10 |
+//! | all-MiniLM-L6-v2, 128 tokens | 236 | 15 | 2 | 8 | 5 | 30 |
+//! | all-MiniLM-L6-v2, 128 tokens | 236 | 15 | 8 | 3 | 5 | 20 |
+//! | all-MiniLM-L6-v2, 128 tokens | 236 | 15 | 64 | 2 | 5 | 18 |
 //!
-//! The same table for the MiniLM and SmolLM2 programs comes with their importer (issue 3).
+//! (pinned by `tests/random_programs.rs` and `tests/minilm.rs`). //! SmolLM2 joins the table when its integer program exists.
 
 #![forbid(unsafe_code)]
 
