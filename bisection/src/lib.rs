@@ -29,7 +29,8 @@
 //! | all-MiniLM-L6-v2, 128 tokens | 236 | 15 | 8 | 3 | 5 | 20 |
 //! | all-MiniLM-L6-v2, 128 tokens | 236 | 15 | 64 | 2 | 5 | 18 |
 //!
-//! (pinned by `tests/random_programs.rs` and `tests/minilm.rs`). //! SmolLM2 joins the table when its integer program exists.
+//! Pinned by `tests/random_programs.rs` and `tests/minilm.rs`. SmolLM2 joins the table
+//! when its integer program exists.
 
 #![forbid(unsafe_code)]
 
