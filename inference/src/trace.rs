@@ -215,7 +215,9 @@ impl Trace {
             let mut out = step(program, weights, &slots, i)?;
             hook(i, &mut out);
             if out.ty() != program.ops[i - 1].output {
-                return Err(Error::Program(format!("the hook changed the type of op {i}'s output")));
+                return Err(Error::Program(format!(
+                    "the hook changed the type of op {i}'s output"
+                )));
             }
             slots[i] = Some(out);
         }
@@ -239,14 +241,24 @@ impl Trace {
     pub fn with_slot(&self, slot: usize, tensor: Tensor) -> Result<Self> {
         let old = self.tensor(slot)?;
         if old.ty() != tensor.ty() {
-            return Err(Error::Param(format!("slot {slot} is {}, not {}", old.ty(), tensor.ty())));
+            return Err(Error::Param(format!(
+                "slot {slot} is {}, not {}",
+                old.ty(),
+                tensor.ty()
+            )));
         }
         let mut slots = self.slots.clone();
         let mut slot_hashes = self.slot_hashes.clone();
         slot_hashes[slot] = commit::tensor_hash(&tensor);
         slots[slot] = tensor;
         let roots = ActivationRoots::new(&slot_hashes);
-        Ok(Self { slots, slot_hashes, weights_root: self.weights_root, roots, output: self.output })
+        Ok(Self {
+            slots,
+            slot_hashes,
+            weights_root: self.weights_root,
+            roots,
+            output: self.output,
+        })
     }
 
     /// Number of ops `n`; states run from `s_0` to `s_n`.
