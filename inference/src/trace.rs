@@ -77,6 +77,12 @@ impl Weights {
         &self.hashes
     }
 
+    /// The packed form of weight `index`, if an op uses it as the `w` of a
+    /// `fully_connected`.
+    pub fn packed(&self, index: usize) -> Option<&PackedMatrix> {
+        self.packed.get(index).and_then(Option::as_ref)
+    }
+
     /// The weights root: Merkle root over the weight hashes.
     pub fn root(&self) -> H256 {
         self.root
