@@ -2,10 +2,11 @@
 //! 1536): the GEMM with its requantization epilogue, and the row-wise kernels around it.
 
 use criterion::{Criterion, Throughput, criterion_group};
-use inference::ops::Op;
+use inference::gemm::PackedMatrix;
+use inference::ops::{Op, RopePairing};
 use inference::tensor::{DType, Tensor, TensorType};
 use std::hint::black_box;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 fn tensor(dtype: DType, shape: &[usize], seed: u64) -> Tensor {
     let n: usize = shape.iter().product();
@@ -34,16 +35,44 @@ fn i32s(shape: &[usize], value: i32) -> Tensor {
 }
 
 fn bench(c: &mut Criterion, name: &str, op: Op, inputs: Vec<Tensor>, out: DType, ops_per_run: u64) {
+    bench_packed(c, name, op, inputs, None, out, ops_per_run);
+}
+
+/// As [`bench`], with the weight of a `fully_connected` packed once (as the executor does).
+fn bench_packed(
+    c: &mut Criterion,
+    name: &str,
+    op: Op,
+    inputs: Vec<Tensor>,
+    packed: Option<&PackedMatrix>,
+    out: DType,
+    ops_per_run: u64,
+) {
     let refs: Vec<&Tensor> = inputs.iter().collect();
     let types: Vec<TensorType> = inputs.iter().map(Tensor::ty).collect();
     let ty = op.infer(&types.iter().collect::<Vec<_>>(), out).unwrap();
     let mut group = c.benchmark_group("ops");
     group.throughput(Throughput::Elements(ops_per_run));
     group.bench_function(name, |b| {
-        // Inside the pool, as the executor runs kernels.
-        b.iter(|| rayon::scope(|_| op.execute(black_box(&refs), &ty, None).unwrap()))
+        // The whole loop inside the pool, as the executor runs a program: entering the
+        // pool from outside costs a thread wake-up per call (several microseconds), which
+        // the executor pays once per program, not once per op.
+        b.iter_custom(|iters| {
+            rayon::scope(|_| {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    black_box(op.execute(black_box(&refs), &ty, packed).unwrap());
+                }
+                start.elapsed()
+            })
+        })
     });
     group.finish();
+}
+
+/// A packed `[n, k]` weight, as the executor keeps it.
+fn packed(w: &Tensor) -> PackedMatrix {
+    PackedMatrix::pack(w.as_i8("w").unwrap(), w.shape()[0], w.shape()[1])
 }
 
 fn bench_ops(c: &mut Criterion) {
@@ -61,20 +90,19 @@ fn bench_ops(c: &mut Criterion) {
             i32s(&[n], 40),
         ]
     };
-    // The weights are packed on every call here; the executor packs them once per model.
+    // The weights packed once, as the executor does; and once more packed on every call.
+    for (k, n) in [(d, f), (f, d)] {
+        let inputs = fc_inputs(k, n);
+        let w = packed(&inputs[1]);
+        let name = format!("fully_connected_{s}x{k}x{n}");
+        let macs = (2 * s * d * f) as u64;
+        bench_packed(c, &name, fc.clone(), inputs, Some(&w), DType::I8, macs);
+    }
     bench(
         c,
-        "fully_connected_128x384x1536",
-        fc.clone(),
-        fc_inputs(d, f),
-        DType::I8,
-        (2 * s * d * f) as u64,
-    );
-    bench(
-        c,
-        "fully_connected_128x1536x384",
+        "fully_connected_128x384x1536_unpacked",
         fc,
-        fc_inputs(f, d),
+        fc_inputs(d, f),
         DType::I8,
         (2 * s * d * f) as u64,
     );
@@ -92,6 +120,25 @@ fn bench_ops(c: &mut Criterion) {
         bmm,
         vec![
             tensor(DType::I8, &[h, s, d / h], 3),
+            tensor(DType::I8, &[h, s, d / h], 4),
+        ],
+        DType::I8,
+        (2 * h * s * s * (d / h)) as u64,
+    );
+    let pv = Op::BatchMatmul {
+        transpose_b: false,
+        a_zero_point: -128,
+        b_zero_point: 3,
+        multiplier: 1 << 30,
+        shift: 38,
+        y_zero_point: 0,
+    };
+    bench(
+        c,
+        "batch_matmul_pv_12x128x128x32",
+        pv,
+        vec![
+            tensor(DType::I8, &[h, s, s], 3),
             tensor(DType::I8, &[h, s, d / h], 4),
         ],
         DType::I8,
@@ -132,6 +179,19 @@ fn bench_ops(c: &mut Criterion) {
         DType::I8,
         (s * d) as u64,
     );
+    bench(
+        c,
+        "rms_norm_128x384_i16",
+        Op::RmsNorm {
+            x_zero_point: 0,
+            epsilon: 1,
+            shift: 10,
+            y_zero_point: 0,
+        },
+        vec![tensor(DType::I16, &[s, d], 6), i32s(&[d], 30_000)],
+        DType::I8,
+        (s * d) as u64,
+    );
     let gelu = Tensor::from_i8(
         vec![256],
         (0..256).map(|i| (i as i16 - 128).max(0) as i8).collect(),
@@ -162,6 +222,142 @@ fn bench_ops(c: &mut Criterion) {
             tensor(DType::I16, &[s, d], 9),
         ],
         DType::I16,
+        (s * d) as u64,
+    );
+    bench_pointwise(c, s, d, f, h);
+    bench_layout(c, s, d, h);
+}
+
+/// The other element-wise ops and the reductions.
+fn bench_pointwise(c: &mut Criterion, s: usize, d: usize, f: usize, h: usize) {
+    let mul = Op::Mul {
+        a_zero_point: 0,
+        b_zero_point: 0,
+        multiplier: 1 << 30,
+        shift: 45,
+        y_zero_point: 0,
+    };
+    bench(
+        c,
+        "mul_128x1536_i16",
+        mul,
+        vec![
+            tensor(DType::I16, &[s, f], 10),
+            tensor(DType::I16, &[s, f], 11),
+        ],
+        DType::I8,
+        (s * f) as u64,
+    );
+    let requantize = Op::Requantize {
+        x_zero_point: 0,
+        multiplier: 1 << 30,
+        shift: 38,
+        y_zero_point: 0,
+    };
+    bench(
+        c,
+        "requantize_128x384_i16_to_i8",
+        requantize,
+        vec![tensor(DType::I16, &[s, d], 12)],
+        DType::I8,
+        (s * d) as u64,
+    );
+    let half = d / h / 2;
+    let table = |seed| {
+        let t = tensor(DType::I32, &[s, half], seed);
+        let v: Vec<i32> = t.to_i64_vec().iter().map(|&x| x as i32 * 100).collect();
+        Tensor::from_i32(vec![s, half], v).unwrap()
+    };
+    bench(
+        c,
+        "rope_12x128x32_i8",
+        Op::Rope {
+            x_zero_point: 0,
+            y_zero_point: 0,
+            position_offset: 0,
+            frac_bits: 14,
+            pairing: RopePairing::Half,
+        },
+        vec![tensor(DType::I8, &[h, s, d / h], 13), table(14), table(15)],
+        DType::I8,
+        (h * s * d / h) as u64,
+    );
+    let mask = Tensor::from_i32(vec![1, s], vec![1; s]).unwrap();
+    bench(
+        c,
+        "mean_pool_1x128x384_i8",
+        Op::MeanPool {
+            x_zero_point: 0,
+            frac_bits: 4,
+            y_zero_point: 0,
+        },
+        vec![tensor(DType::I8, &[1, s, d], 16), mask],
+        DType::I16,
+        (s * d) as u64,
+    );
+    bench(
+        c,
+        "argmax_128x1536_i16",
+        Op::Argmax,
+        vec![tensor(DType::I16, &[s, f], 17)],
+        DType::I32,
+        (s * f) as u64,
+    );
+}
+
+/// Data movement at the shapes of attention (heads split and merged).
+fn bench_layout(c: &mut Criterion, s: usize, d: usize, h: usize) {
+    let x = tensor(DType::I8, &[s, h, d / h], 18);
+    bench(
+        c,
+        "transpose_128x12x32_102_i8",
+        Op::Transpose {
+            perm: vec![1, 0, 2],
+        },
+        vec![x.clone()],
+        DType::I8,
+        (s * d) as u64,
+    );
+    bench(
+        c,
+        "transpose_12x128x32_021_i8",
+        Op::Transpose {
+            perm: vec![0, 2, 1],
+        },
+        vec![tensor(DType::I8, &[h, s, d / h], 19)],
+        DType::I8,
+        (s * d) as u64,
+    );
+    bench(
+        c,
+        "concat_2x128x384_i8",
+        Op::Concat { axis: 1 },
+        vec![
+            tensor(DType::I8, &[s, d], 20),
+            tensor(DType::I8, &[s, d], 21),
+        ],
+        DType::I8,
+        (2 * s * d) as u64,
+    );
+    bench(
+        c,
+        "slice_128x384_half_i8",
+        Op::Slice {
+            axis: 1,
+            start: 0,
+            end: d / 2,
+        },
+        vec![tensor(DType::I8, &[s, d], 22)],
+        DType::I8,
+        (s * d / 2) as u64,
+    );
+    let ids = Tensor::from_i32(vec![s], (0..s as i32).map(|i| i * 7 % 1000).collect()).unwrap();
+    bench(
+        c,
+        "embedding_1000x384_128_i8",
+        Op::Embedding,
+        vec![tensor(DType::I8, &[1000, d], 23), ids],
+        DType::I8,
         (s * d) as u64,
     );
 }

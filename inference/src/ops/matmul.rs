@@ -1,15 +1,98 @@
 //! `fully_connected` and `batch_matmul`: int8 products through [`crate::gemm`], then the
-//! fixed-point requantization.
+//! fixed-point requantization, written straight into the output dtype.
 
-use super::fixed_point::requantize as rq;
+use super::fixed_point::{
+    Element, Isa, RoundShift, for_each_rows, round_shift_parts, vectorized, with_dtype,
+};
+use super::layout::transpose_2d;
 use super::{OpKind, check_shifts, rows_of};
 use crate::error::Result;
 use crate::gemm::{self, PackedMatrix};
 use crate::tensor::{DType, Tensor};
 use rayon::prelude::*;
 
-/// Work (multiply-adds) below which the epilogue stays on one thread.
-const PARALLEL_MIN_ELEMENTS: usize = 1 << 14;
+/// Multiply-adds from which the batches of a `batch_matmul` go to several threads.
+const PARALLEL_MIN_MACS: usize = 1 << 20;
+
+/// The requantization of each output column `j`:
+/// `y = sat(y_zp + round_shift(wrap32(acc + offset[j] + row offset) * m[j], s[j]))`,
+/// held as columns so that the loop over a row vectorizes.
+struct Epilogue {
+    offset: Vec<i32>,
+    multiplier: Vec<i32>,
+    half: Vec<i64>,
+    neg: Vec<i64>,
+    shift: Vec<i64>,
+    /// The multiplier and rounding when they are the same for every column (per-tensor
+    /// quantization): the loop then loads only the accumulators and offsets.
+    uniform: Option<(i32, RoundShift)>,
+    y_zero_point: i64,
+}
+
+impl Epilogue {
+    /// From per-column offsets, multipliers and shifts (each shift `0..=62`).
+    fn new(offset: Vec<i32>, multiplier: Vec<i32>, shifts: &[u32], y_zero_point: i32) -> Self {
+        let rounding: Vec<RoundShift> = shifts.iter().map(|&s| RoundShift::new(s)).collect();
+        let uniform = match (multiplier.first(), shifts.first()) {
+            (Some(&m), Some(&s))
+                if multiplier.iter().all(|&v| v == m) && shifts.iter().all(|&v| v == s) =>
+            {
+                Some((m, RoundShift::new(s)))
+            }
+            _ => None,
+        };
+        Self {
+            uniform,
+            offset,
+            multiplier,
+            half: rounding.iter().map(|r| r.half).collect(),
+            neg: rounding.iter().map(|r| r.neg).collect(),
+            shift: rounding.iter().map(|r| r.shift).collect(),
+            y_zero_point: y_zero_point as i64,
+        }
+    }
+
+    /// One row: `acc` accumulators (wrapping `i32`) into `dst`, with `row_offset` added to
+    /// every accumulator (wrapping).
+    #[inline(always)]
+    fn row<T: Element>(&self, acc: &[i32], row_offset: i32, dst: &mut [T]) {
+        let n = dst.len();
+        let (acc, offset, mult) = (&acc[..n], &self.offset[..n], &self.multiplier[..n]);
+        if let Some((m, rounding)) = self.uniform {
+            for j in 0..n {
+                let a = acc[j].wrapping_add(offset[j]).wrapping_add(row_offset);
+                // As below.
+                let r = rounding.apply(a as i64 * m as i64);
+                dst[j] = T::sat(self.y_zero_point + r);
+            }
+            return;
+        }
+        let (half, neg, shift) = (&self.half[..n], &self.neg[..n], &self.shift[..n]);
+        for j in 0..n {
+            let a = acc[j].wrapping_add(offset[j]).wrapping_add(row_offset);
+            // |a|, |m| <= 2^31: |a * m| <= 2^62, where `round_shift_parts` is exact.
+            let v = a as i64 * mult[j] as i64;
+            let r = round_shift_parts(v, half[j], neg[j], shift[j]);
+            dst[j] = T::sat(self.y_zero_point + r);
+        }
+    }
+}
+
+vectorized! {
+    /// Rows of `acc` (`dst.len() / n` of them) into `dst`, row `i` with `row_offsets[i]`
+    /// (or 0) added.
+    fn requantize_rows<T: Element>(
+        epilogue: &Epilogue,
+        acc: &[i32],
+        row_offsets: Option<&[i32]>,
+        dst: &mut [T],
+    ) {
+        let n = epilogue.offset.len();
+        for (i, (d, a)) in dst.chunks_exact_mut(n).zip(acc.chunks_exact(n)).enumerate() {
+            epilogue.row(a, row_offsets.map_or(0, |r| r[i]), d);
+        }
+    }
+}
 
 /// `fully_connected` (spec: `docs/ops.md`). `packed`, when given, must be `w` packed.
 #[allow(clippy::too_many_arguments)]
@@ -31,6 +114,8 @@ pub fn fully_connected(
     let mult = multiplier.as_i32("fully_connected multiplier")?;
     let shift = shift.as_i32("fully_connected shift")?;
     check_shifts(OpKind::FullyConnected, shift)?;
+    let mut shape = x.shape().to_vec();
+    *shape.last_mut().unwrap() = n;
     let owned;
     let packed = match packed {
         Some(p) if p.n() == n && p.k() == k => p,
@@ -42,36 +127,25 @@ pub fn fully_connected(
     let mut acc = vec![0i32; rows * n];
     gemm::matmul(xs, rows, packed, &mut acc);
     // acc = bias + sum (x - zx) w = bias + sum x w - zx * rowsum(w), all wrapping.
-    let offset: Vec<i32> = packed
+    let offset = packed
         .row_sums()
         .iter()
         .zip(bias)
         .map(|(&rs, &b)| b.wrapping_sub(x_zero_point.wrapping_mul(rs)))
         .collect();
-    let (lo, hi) = (out.min(), out.max());
-    let epilogue = |row: &[i32], dst: &mut [i64]| {
-        for j in 0..n {
-            let a = row[j].wrapping_add(offset[j]);
-            dst[j] = (y_zero_point as i64 + rq(a, mult[j], shift[j] as u32)).clamp(lo, hi);
-        }
-    };
-    let mut values = vec![0i64; rows * n];
-    if n > 0 {
-        if rows * n >= PARALLEL_MIN_ELEMENTS {
-            values
-                .par_chunks_mut(n)
-                .zip(acc.par_chunks(n))
-                .for_each(|(d, r)| epilogue(r, d));
-        } else {
-            values
-                .chunks_mut(n)
-                .zip(acc.chunks(n))
-                .for_each(|(d, r)| epilogue(r, d));
-        }
-    }
-    let mut shape = x.shape().to_vec();
-    *shape.last_mut().unwrap() = n;
-    Ok(Tensor::from_values(out, shape, values))
+    // check_shifts: every shift is in 0..=62.
+    let shifts: Vec<u32> = shift.iter().map(|&s| s as u32).collect();
+    let epilogue = Epilogue::new(offset, mult.to_vec(), &shifts, y_zero_point);
+    let isa = Isa::detect();
+    let data = with_dtype!(out, T => {
+        let mut y = vec![T::default(); rows * n];
+        for_each_rows(&mut y, n, n, |first, dst| {
+            let acc = &acc[first * n..first * n + dst.len()];
+            requantize_rows(isa, &epilogue, acc, None, dst);
+        });
+        T::into_data(y)
+    });
+    Tensor::new(shape, data)
 }
 
 /// `batch_matmul` (spec: `docs/ops.md`).
@@ -97,60 +171,114 @@ pub fn batch_matmul(
         b.shape()[2]
     };
     let group = ba / bb;
-    let (lo, hi) = (out.min(), out.max());
+    // The `group` batches of `a` that share batch `j` of `b` are contiguous: one product of
+    // `group * m` rows per batch of `b`, writing a contiguous block of the output.
+    let rows = group * m;
     let kz = (k as i32)
         .wrapping_mul(a_zero_point)
         .wrapping_mul(b_zero_point);
-    let mut values = vec![0i64; ba * m * n];
-    // One packed b per batch of b, shared by the `group` batches of a that use it.
-    let packs: Vec<PackedMatrix> = (0..bb)
-        .map(|j| {
-            let src = &bv[j * k * n..(j + 1) * k * n];
-            if transpose_b {
-                PackedMatrix::pack(src, n, k)
-            } else {
-                let mut t = vec![0i8; k * n];
-                for r in 0..k {
-                    for c in 0..n {
-                        t[c * k + r] = src[r * n + c];
-                    }
-                }
-                PackedMatrix::pack(&t, n, k)
-            }
-        })
-        .collect();
-    let per_batch = |i: usize, dst: &mut [i64]| {
-        let pack = &packs[i / group];
-        let x = &av[i * m * k..(i + 1) * m * k];
-        let mut acc = vec![0i32; m * n];
-        gemm::matmul(x, m, pack, &mut acc);
+    let isa = Isa::detect();
+    let shifts = vec![shift; n];
+    // The accumulators of batch `j` of `b`, with their epilogue and row offsets.
+    let product = |j: usize| {
+        let src = &bv[j * k * n..(j + 1) * k * n];
+        let pack = if transpose_b {
+            PackedMatrix::pack(src, n, k)
+        } else {
+            let mut t = vec![0i8; k * n];
+            transpose_2d(src, k, n, &mut t);
+            PackedMatrix::pack(&t, n, k)
+        };
+        let x = &av[j * rows * k..(j + 1) * rows * k];
+        let mut acc = vec![0i32; rows * n];
+        gemm::matmul(x, rows, &pack, &mut acc);
         // sum (a - za)(b - zb) = sum ab - za sum_k b - zb sum_k a + K za zb, wrapping.
-        for r in 0..m {
-            let row_a: i32 = x[r * k..(r + 1) * k]
-                .iter()
-                .fold(0i32, |s, &v| s.wrapping_add(v as i32));
-            let ra = b_zero_point.wrapping_mul(row_a);
-            for c in 0..n {
-                let v = acc[r * n + c]
-                    .wrapping_sub(a_zero_point.wrapping_mul(pack.row_sums()[c]))
-                    .wrapping_sub(ra)
-                    .wrapping_add(kz);
-                dst[r * n + c] = (y_zero_point as i64 + rq(v, multiplier, shift)).clamp(lo, hi);
+        let offset = pack
+            .row_sums()
+            .iter()
+            .map(|&cs| kz.wrapping_sub(a_zero_point.wrapping_mul(cs)))
+            .collect();
+        let epilogue = Epilogue::new(offset, vec![multiplier; n], &shifts, y_zero_point);
+        // -zb * sum_k a per row (none when zb or K is 0).
+        let row_offsets = (b_zero_point != 0 && k > 0).then(|| {
+            let mut sums = row_sums(isa, x, k);
+            for s in &mut sums {
+                *s = b_zero_point.wrapping_mul(*s).wrapping_neg();
+            }
+            sums
+        });
+        (acc, epilogue, row_offsets)
+    };
+    let data = with_dtype!(out, T => {
+        let mut y = vec![T::default(); ba * m * n];
+        let per_batch = |(j, dst): (usize, &mut [T])| {
+            let (acc, epilogue, row_offsets) = product(j);
+            // Rows split further when one batch is large (e.g. a single batch of b).
+            for_each_rows(dst, n, n, |first, block| {
+                let acc = &acc[first * n..first * n + block.len()];
+                let offsets = row_offsets.as_deref().map(|r| &r[first..]);
+                requantize_rows(isa, &epilogue, acc, offsets, block);
+            });
+        };
+        if !y.is_empty() {
+            if bb > 1 && ba * m * n * k >= PARALLEL_MIN_MACS {
+                y.par_chunks_mut(rows * n).enumerate().for_each(per_batch);
+            } else {
+                y.chunks_mut(rows * n).enumerate().for_each(per_batch);
             }
         }
-    };
-    if m * n > 0 {
-        if ba * m * n * k >= PARALLEL_MIN_ELEMENTS * 16 {
-            values
-                .par_chunks_mut(m * n)
-                .enumerate()
-                .for_each(|(i, d)| per_batch(i, d));
-        } else {
-            values
-                .chunks_mut(m * n)
-                .enumerate()
-                .for_each(|(i, d)| per_batch(i, d));
+        T::into_data(y)
+    });
+    Tensor::new(vec![ba, m, n], data)
+}
+
+vectorized! {
+    /// The wrapping `i32` sum of each row of `k > 0` bytes.
+    fn row_sums(x: &[i8], k: usize) -> Vec<i32> {
+        x.chunks_exact(k)
+            .map(|row| row.iter().fold(0i32, |s, &v| s.wrapping_add(v as i32)))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixed_point::round_shift;
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(super::super::fixed_point::test_config(256))]
+
+        /// The requantization on every vector path against the spec in `i128`, per-channel
+        /// and uniform parameters, with extreme accumulators.
+        #[test]
+        fn requantization_paths_agree(
+            acc in proptest::collection::vec(any::<i32>(), 1..200),
+            params in proptest::collection::vec((any::<i32>(), any::<i32>(), 0u32..=62), 1..40),
+            uniform in any::<bool>(), row_offset in any::<i32>(), y_zp in any::<i8>(),
+        ) {
+            let n = params.len();
+            let rows = acc.len() / n;
+            prop_assume!(rows > 0);
+            let acc = &acc[..rows * n];
+            let pick = |j: usize| if uniform { params[0] } else { params[j] };
+            let offset: Vec<i32> = (0..n).map(|j| pick(j).0).collect();
+            let mult: Vec<i32> = (0..n).map(|j| pick(j).1).collect();
+            let shifts: Vec<u32> = (0..n).map(|j| pick(j).2).collect();
+            let epilogue = Epilogue::new(offset.clone(), mult.clone(), &shifts, y_zp as i32);
+            prop_assert_eq!(epilogue.uniform.is_some(), uniform || n == 1 || params.iter().all(|p| (p.1, p.2) == (params[0].1, params[0].2)));
+            let offsets = vec![row_offset; rows];
+            for isa in Isa::available() {
+                let mut y = vec![0i16; rows * n];
+                requantize_rows(isa, &epilogue, acc, Some(&offsets), &mut y);
+                for (i, &got) in y.iter().enumerate() {
+                    let j = i % n;
+                    let a = acc[i].wrapping_add(offset[j]).wrapping_add(row_offset) as i128;
+                    let want = DType::I16.saturate(y_zp as i128 + round_shift(a * mult[j] as i128, shifts[j]));
+                    prop_assert_eq!(got as i64, want, "{:?} element {}", isa, i);
+                }
+            }
         }
     }
-    Ok(Tensor::from_values(out, vec![ba, m, n], values))
 }

@@ -1,6 +1,8 @@
 //! Reductions: masked `mean_pool` and `argmax`.
 
-use super::fixed_point::round_div;
+use super::fixed_point::{
+    Element, Isa, for_each_rows, round_div, vectorized, with_dtype, with_elements,
+};
 use super::rows_of;
 use crate::error::Result;
 use crate::tensor::{DType, Tensor};
@@ -15,45 +17,130 @@ pub fn mean_pool(
     out: DType,
 ) -> Result<Tensor> {
     let (b, s, d) = (x.shape()[0], x.shape()[1], x.shape()[2]);
-    let xs = x.to_i64_vec();
-    let ms = mask.to_i64_vec();
-    let mut values = vec![0i64; b * d];
-    for bi in 0..b {
-        let kept: Vec<usize> = (0..s).filter(|&si| ms[bi * s + si] != 0).collect();
-        for di in 0..d {
-            values[bi * d + di] = if kept.is_empty() {
-                out.saturate(y_zp as i128)
-            } else {
-                let sum: i128 = kept
-                    .iter()
-                    .map(|&si| (xs[(bi * s + si) * d + di] - x_zp as i64) as i128)
-                    .sum();
-                out.saturate(y_zp as i128 + round_div(sum << frac_bits, kept.len() as i128))
-            };
+    let keep: Vec<bool> = with_elements!(mask, v => v.iter().map(|&m| m != 0).collect());
+    let isa = Isa::detect();
+    let data = with_elements!(x, xs => with_dtype!(out, Y => {
+        let mut y = vec![Y::default(); b * d];
+        for_each_rows(&mut y, d, s * d, |first, block| {
+            for (i, dst) in block.chunks_exact_mut(d).enumerate() {
+                let bi = first + i;
+                let rows = &xs[bi * s * d..(bi + 1) * s * d];
+                pool(isa, rows, &keep[bi * s..(bi + 1) * s], x_zp, frac_bits, y_zp, dst);
+            }
+        });
+        Y::into_data(y)
+    }));
+    Tensor::new(vec![b, d], data)
+}
+
+/// One batch: `rows` is `S x D`, `keep` the `S` mask values, `dst` the `D` outputs.
+fn pool<X: Element, Y: Element>(
+    isa: Isa,
+    rows: &[X],
+    keep: &[bool],
+    x_zp: i32,
+    frac_bits: u32,
+    y_zp: i32,
+    dst: &mut [Y],
+) {
+    let d = dst.len();
+    let count = keep.iter().filter(|&&k| k).count();
+    if count == 0 {
+        dst.fill(Y::sat(y_zp as i64));
+        return;
+    }
+    let mut sums = vec![0i128; d];
+    // |x| <= 2^31: 2^31 rows of i64 partial sums cannot overflow.
+    let kept = rows.chunks_exact(d).zip(keep).filter(|&(_, &k)| k);
+    let mut partial = vec![0i64; d];
+    for (i, (row, _)) in kept.enumerate() {
+        accumulate(isa, &mut partial, row);
+        if (i + 1) % (1 << 31) == 0 {
+            flush(&mut sums, &mut partial);
         }
     }
-    Ok(Tensor::from_values(out, vec![b, d], values))
+    flush(&mut sums, &mut partial);
+    let (c, zp) = (count as i128, x_zp as i128);
+    for (y, &sum) in dst.iter_mut().zip(&sums) {
+        // |sum - C zp| <= C 2^32 < 2^96 and 2^frac_bits <= 2^30: below 2^127.
+        let v = round_div((sum - c * zp) << frac_bits, c);
+        *y = Y::sat_wide(y_zp as i128 + v);
+    }
+}
+
+vectorized! {
+    /// `partial += row`.
+    fn accumulate<X: Element>(partial: &mut [i64], row: &[X]) {
+        for (p, &v) in partial.iter_mut().zip(row) {
+            *p += v.to_i64();
+        }
+    }
+}
+
+fn flush(sums: &mut [i128], partial: &mut [i64]) {
+    for (s, p) in sums.iter_mut().zip(partial.iter_mut()) {
+        *s += *p as i128;
+        *p = 0;
+    }
 }
 
 /// `argmax` over the last axis: the first index of the maximum, as `i32`.
 pub fn argmax(x: &Tensor) -> Result<Tensor> {
     let (rows, n) = rows_of(x.shape());
-    let xs = x.to_i64_vec();
-    let values = (0..rows)
-        .map(|r| {
-            let row = &xs[r * n..(r + 1) * n];
-            let mut best = 0usize;
-            for (j, &v) in row.iter().enumerate() {
-                if v > row[best] {
-                    best = j;
+    let isa = Isa::detect();
+    let data = with_elements!(x, xs => {
+        let mut y = vec![0i32; rows];
+        for_each_rows(&mut y, 1, n, |first, block| {
+            for (i, dst) in block.iter_mut().enumerate() {
+                let r = first + i;
+                *dst = first_max(isa, &xs[r * n..(r + 1) * n]);
+            }
+        });
+        y
+    });
+    Tensor::from_i32(x.shape()[..x.shape().len() - 1].to_vec(), data)
+}
+
+vectorized! {
+    /// The first index of the maximum of a non-empty row (`N >= 1`, checked by
+    /// `Op::check`; the output is `i32` by the spec).
+    fn first_max<X: Element>(row: &[X]) -> i32 {
+        // Two vectorized passes: the maximum, then the first block of 64 holding it; only
+        // that block is searched element by element.
+        const BLOCK: usize = 64;
+        let max = row.iter().fold(X::MIN, |m, &v| m.max(v.to_i64()));
+        let block = row
+            .chunks(BLOCK)
+            .position(|c| c.iter().fold(false, |hit, &v| hit | (v.to_i64() == max)))
+            .unwrap_or(0);
+        let offset = row[block * BLOCK..]
+            .iter()
+            .position(|&v| v.to_i64() == max)
+            .unwrap_or(0);
+        (block * BLOCK + offset) as i32
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(super::super::fixed_point::test_config(256))]
+
+        #[test]
+        fn vector_paths_agree(row in proptest::collection::vec(-3i16..3, 1..300)) {
+            let max = *row.iter().max().unwrap();
+            let want = row.iter().position(|&v| v == max).unwrap() as i32;
+            for isa in Isa::available() {
+                prop_assert_eq!(first_max(isa, &row), want, "{:?}", isa);
+                let mut partial = vec![5i64; row.len()];
+                accumulate(isa, &mut partial, &row);
+                for (p, &v) in partial.iter().zip(&row) {
+                    prop_assert_eq!(*p, 5 + v as i64);
                 }
             }
-            best as i64
-        })
-        .collect();
-    Ok(Tensor::from_values(
-        DType::I32,
-        x.shape()[..x.shape().len() - 1].to_vec(),
-        values,
-    ))
+        }
+    }
 }

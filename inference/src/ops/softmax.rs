@@ -1,8 +1,10 @@
 //! `softmax` over the last axis through an exp table and exact integer division.
 
+use super::fixed_point::{
+    Element, FloorDiv, Isa, for_each_rows, vectorized, with_dtype, with_elements,
+};
 use crate::error::{Error, Result};
 use crate::tensor::{DType, Tensor};
-use rayon::prelude::*;
 
 /// `softmax` (spec: `docs/ops.md`).
 pub fn softmax(
@@ -13,6 +15,18 @@ pub fn softmax(
     frac_bits: u32,
     y_zp: i32,
     out: DType,
+) -> Result<Tensor> {
+    let params = (causal, frac_bits, y_zp, out);
+    softmax_with(Isa::detect(), x, exp_table, mask, params)
+}
+
+/// [`softmax`] on the given vector path.
+fn softmax_with(
+    isa: Isa,
+    x: &Tensor,
+    exp_table: &Tensor,
+    mask: Option<&Tensor>,
+    (causal, frac_bits, y_zp, out): (bool, u32, i32, DType),
 ) -> Result<Tensor> {
     let table = exp_table.as_i32("softmax exp_table")?;
     if let Some(i) = table.iter().position(|&e| e < 0) {
@@ -26,63 +40,208 @@ pub fn softmax(
     let n = shape[r - 1];
     let m = if r >= 2 { shape[r - 2] } else { 1 };
     let l: usize = shape[..r.saturating_sub(2)].iter().product();
-    let rows = l * m;
-    let group = mask.map(|mk| l / mk.shape()[0]).unwrap_or(1);
-    let xs = x.to_i64_vec();
-    let mask_vals = mask.map(|mk| mk.to_i64_vec());
-    let (lo, hi) = (out.min(), out.max());
-    let t_last = table.len() - 1;
-    let one = 1i64 << frac_bits;
-    let row_fn = |row: usize, dst: &mut [i64]| {
-        let (li, ri) = (row / m, row % m);
-        let xr = &xs[row * n..(row + 1) * n];
-        let mrow = mask_vals
-            .as_ref()
-            .map(|mv| &mv[(li / group) * n..(li / group + 1) * n]);
-        let keep = |j: usize| mrow.is_none_or(|mr| mr[j] != 0) && (!causal || j + m <= ri + n);
-        let mut max = i64::MIN;
-        for (j, &v) in xr.iter().enumerate() {
-            if keep(j) && v > max {
-                max = v;
-            }
+    // Which columns each mask row keeps (all ones) or drops (0), once for all the rows
+    // that share it.
+    let keep: Option<Vec<i32>> =
+        mask.map(|mk| with_elements!(mk, v => v.iter().map(|&e| -i32::from(e != 0)).collect()));
+    let group = mask.map_or(1, |mk| l / mk.shape()[0]);
+    let rows = Rows {
+        n,
+        m,
+        group,
+        keep: keep.as_deref(),
+        causal,
+        table,
+        frac_bits,
+        y_zp: y_zp as i64,
+        isa,
+    };
+    let data = with_elements!(x, xs => with_dtype!(out, Y => {
+        let mut y = vec![Y::default(); xs.len()];
+        // Per element: a compare, a table load, a division.
+        for_each_rows(&mut y, n, 8 * n, |first, block| {
+            let x = &xs[first * n..first * n + block.len()];
+            softmax_rows(isa, &rows, first, x, block);
+        });
+        Y::into_data(y)
+    }));
+    Tensor::new(shape.to_vec(), data)
+}
+
+vectorized! {
+    /// Rows `first..` of the `L x M` rows.
+    fn softmax_rows<X: Element, Y: Element>(rows: &Rows, first: usize, x: &[X], dst: &mut [Y]) {
+        let n = rows.n;
+        let mut e = vec![0u32; n];
+        for (i, (x, dst)) in x.chunks_exact(n).zip(dst.chunks_exact_mut(n)).enumerate() {
+            rows.row(first + i, x, &mut e, dst);
         }
-        if max == i64::MIN {
-            dst.fill((y_zp as i64).clamp(lo, hi));
+    }
+}
+
+/// What every row needs.
+struct Rows<'a> {
+    n: usize,
+    m: usize,
+    group: usize,
+    /// `G x N`: -1 where the mask keeps a column, 0 where it drops it.
+    keep: Option<&'a [i32]>,
+    causal: bool,
+    table: &'a [i32],
+    frac_bits: u32,
+    y_zp: i64,
+    /// The vector path, for the table lookups.
+    isa: Isa,
+}
+
+impl Rows<'_> {
+    /// Row `row` of the `L x M` rows: `x` in, `dst` out, `e` scratch of `N`.
+    #[inline(always)]
+    fn row<X: Element, Y: Element>(&self, row: usize, x: &[X], e: &mut [u32], dst: &mut [Y]) {
+        let n = self.n;
+        let (li, ri) = (row / self.m, row % self.m);
+        // Causal: column c is kept when c + M <= r + N, i.e. c < r + N + 1 - M.
+        let width = if self.causal {
+            (ri + n + 1).saturating_sub(self.m).min(n)
+        } else {
+            n
+        };
+        let (x, e) = (&x[..width], &mut e[..width]);
+        let fill = Y::sat(self.y_zp);
+        // x is i8 or i16: i32::MIN marks "nothing kept".
+        let max = match self.keep {
+            None => x.iter().fold(i32::MIN, |mx, &v| mx.max(v.to_i32())),
+            Some(k) => {
+                let k = &k[(li / self.group) * n..][..width];
+                let max = x.iter().zip(k).fold(i32::MIN, |mx, (&v, &kp)| {
+                    mx.max((v.to_i32() & kp) | (i32::MIN & !kp))
+                });
+                self.exp(x, max, e);
+                for (e, &kp) in e.iter_mut().zip(k) {
+                    *e &= kp as u32;
+                }
+                max
+            }
+        };
+        if max == i32::MIN {
+            dst.fill(fill);
             return;
         }
-        let mut sum: i64 = 0;
-        for (j, (&v, e)) in xr.iter().zip(dst.iter_mut()).enumerate() {
-            *e = if keep(j) {
-                table[((max - v) as usize).min(t_last)] as i64
-            } else {
-                0
-            };
-            sum += *e;
+        if self.keep.is_none() {
+            self.exp(x, max, e);
         }
+        // e < 2^31, N entries: the sum fits in u64 for any row that fits in memory.
+        let sum: u64 = e.iter().map(|&v| v as u64).sum();
         if sum == 0 {
-            dst.fill((y_zp as i64).clamp(lo, hi));
+            dst.fill(fill);
             return;
         }
         let half = sum / 2;
-        for e in dst.iter_mut() {
-            // e < 2^31 and one <= 2^30: the product fits in i64.
-            let p = (*e * one + half) / sum;
-            *e = (y_zp as i64 + p).clamp(lo, hi);
-        }
-    };
-    let mut values = vec![0i64; rows * n];
-    if n > 0 {
-        if rows * n >= 1 << 14 {
-            values
-                .par_chunks_mut(n)
-                .enumerate()
-                .for_each(|(i, d)| row_fn(i, d));
+        let (head, tail) = dst.split_at_mut(width);
+        // Columns past the causal limit have e = 0: floor((S / 2) / S) = 0.
+        tail.fill(fill);
+        if sum < FloorDiv::MAX_OPERAND {
+            // n = e 2^f + S/2 < 2^61 + 2^61 and n / S <= 2^f + 1 (e <= S): FloorDiv is exact.
+            let div = FloorDiv::new(sum);
+            for (y, &ej) in head.iter_mut().zip(e.iter()) {
+                let p = div.div(((ej as u64) << self.frac_bits) + half);
+                *y = Y::sat(self.y_zp + p as i64);
+            }
         } else {
-            values
-                .chunks_mut(n)
-                .enumerate()
-                .for_each(|(i, d)| row_fn(i, d));
+            for (y, &ej) in head.iter_mut().zip(e.iter()) {
+                let p = (((ej as u128) << self.frac_bits) + half as u128) / sum as u128;
+                *y = Y::sat(self.y_zp + p as i64);
+            }
         }
     }
-    Ok(Tensor::from_values(out, shape.to_vec(), values))
+
+    /// `e[c] = table[min(max - x[c], T - 1)]` (masking is the caller's).
+    #[inline(always)]
+    fn exp<X: Element>(&self, x: &[X], max: i32, e: &mut [u32]) {
+        // T <= 2^32 entries: an i32 table that big would not be indexed by u32 otherwise.
+        let last = u32::try_from(self.table.len() - 1).unwrap_or(u32::MAX);
+        for (e, &v) in e.iter_mut().zip(x) {
+            // For a kept column max - x is in [0, 2^16) (i8, i16 x); a dropped one may be
+            // negative: wrapped to a large index, clamped, and masked afterwards.
+            *e = (max.wrapping_sub(v.to_i32()) as u32).min(last);
+        }
+        lookup(self.isa, self.table, e);
+    }
+}
+
+/// `e[c] = table[e[c]]`, every index below `table.len()`.
+#[inline(always)]
+fn lookup(isa: Isa, table: &[i32], e: &mut [u32]) {
+    #[cfg(target_arch = "x86_64")]
+    if isa == Isa::Avx512 && isa.is_supported() {
+        // SAFETY: AVX-512 F is there (checked just now); the indices are in the table
+        // (the caller clamps them to T - 1).
+        unsafe { gather::lookup(table, e) };
+        return;
+    }
+    let _ = isa;
+    for v in e.iter_mut() {
+        *v = table[*v as usize] as u32;
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod gather {
+    use std::arch::x86_64::*;
+
+    /// [`super::lookup`] with `vpgatherdd`, 16 entries at a time (the auto-vectorizer does
+    /// not emit gathers for the baseline x86-64 tuning).
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512 F; every `e[c] < table.len()`.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn lookup(table: &[i32], e: &mut [u32]) {
+        let mut chunks = e.chunks_exact_mut(16);
+        for chunk in &mut chunks {
+            // SAFETY: 16 indices in `chunk`, each inside `table` (the caller's promise).
+            unsafe {
+                let idx = _mm512_loadu_si512(chunk.as_ptr().cast());
+                let v = _mm512_i32gather_epi32::<4>(idx, table.as_ptr());
+                _mm512_storeu_si512(chunk.as_mut_ptr().cast(), v);
+            }
+        }
+        for v in chunks.into_remainder() {
+            *v = table[*v as usize] as u32;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Op, reference};
+    use super::*;
+    use crate::tensor::TensorType;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(super::super::fixed_point::test_config(128))]
+
+        /// Long rows and large tables (the property tests of the crate use short ones),
+        /// on every vector path.
+        #[test]
+        fn long_rows_match_the_reference(
+            seed in any::<u64>(), n in 1usize..300, causal in any::<bool>(),
+            frac_bits in 0u32..=30, big in any::<bool>(),
+        ) {
+            let mut s = seed;
+            let mut next = || { s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407); s >> 33 };
+            let m = 3;
+            let x = Tensor::from_i16(vec![2, m, n], (0..2 * m * n).map(|_| (next() % 600) as i16 - 300).collect()).unwrap();
+            let table = Tensor::from_i32(vec![257], (0..257).map(|i| if big { i32::MAX - i } else { (next() % 1000) as i32 }).collect()).unwrap();
+            let mask = Tensor::from_i8(vec![1, n], (0..n).map(|_| (next() % 5 != 0) as i8).collect()).unwrap();
+            let op = Op::Softmax { causal, frac_bits, y_zero_point: -5 };
+            let inputs = [&x, &table, &mask];
+            let ty = TensorType::new(DType::I32, vec![2, m, n]);
+            let want = reference::execute(&op, &inputs, &ty).unwrap();
+            for isa in Isa::available() {
+                let got = softmax_with(isa, &x, &table, Some(&mask), (causal, frac_bits, -5, DType::I32)).unwrap();
+                prop_assert_eq!(&got, &want, "{:?}", isa);
+            }
+        }
+    }
 }
