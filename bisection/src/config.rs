@@ -107,6 +107,20 @@ impl GameConfig {
     }
 }
 
+impl GameConfig {
+    /// The worst-case length of a game over `program`: its op count and the depth of its
+    /// deepest output tree.
+    pub fn bound_for(&self, program: &inference::program::Program) -> GameBound {
+        let depth = program
+            .ops
+            .iter()
+            .map(|o| inference::merkle::depth_for(inference::commit::leaf_count(&o.output)))
+            .max()
+            .unwrap_or(0);
+        self.bound(program.ops.len() as u64, depth)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

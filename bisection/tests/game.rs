@@ -6,8 +6,8 @@ use bisection::{
     Belief, Claim, DissectionDegree, Fault, Game, GameConfig, Move, Phase, Player, Reason, Side,
     Silent, TracePlayer, play,
 };
-use inference::commit::{leaf_count, tensor_hash};
-use inference::merkle::{H256, depth_for};
+use inference::commit::tensor_hash;
+use inference::merkle::H256;
 use inference::model::Model;
 use inference::tensor::Tensor;
 use std::sync::Arc;
@@ -65,16 +65,6 @@ impl Setup {
         .unwrap()
     }
 
-    /// The deepest output tree of the program.
-    fn max_depth(&self) -> u32 {
-        self.program
-            .ops
-            .iter()
-            .map(|o| depth_for(leaf_count(&o.output)))
-            .max()
-            .unwrap()
-    }
-
     /// Leaves of op `op`'s output that hold elements: first, middle, last.
     fn leaves(&self, op: usize) -> Vec<usize> {
         let ty = &self.program.ops[op - 1].output;
@@ -111,7 +101,7 @@ fn a_lying_sequencer_loses_at_every_op_and_leaf() {
     let mut games = 0;
     for (degree, levels) in [(2, 1), (8, 3), (64, 2)] {
         let cfg = config(degree, levels);
-        let bound = cfg.bound(n as u64, s.max_depth());
+        let bound = cfg.bound_for(&s.program);
         for op in 1..=n {
             for leaf in s.leaves(op) {
                 for propagate in [true, false] {

@@ -5,6 +5,7 @@ use bisection::{
     Belief, Claim, DissectionDegree, Fault, Game, GameConfig, Side, TracePlayer, play,
 };
 use inference::commit::{leaf_count, tensor_hash};
+use inference::demo::SplitMix64;
 use inference::merkle::{H256, depth_for};
 use inference::model::Model;
 use inference::ops::Op;
@@ -14,15 +15,12 @@ use proptest::prelude::*;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-struct Rng(u64);
+/// Random cases over the shared SplitMix64: a function of the seed alone.
+struct Rng(SplitMix64);
 
 impl Rng {
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
     fn below(&mut self, n: u64) -> u64 {
         self.next() % n.max(1)
@@ -157,7 +155,7 @@ proptest! {
 
     #[test]
     fn the_honest_side_wins(seed in any::<u64>()) {
-        let mut rng = Rng(seed);
+        let mut rng = Rng(SplitMix64(seed));
         let (model, input) = random_model(&mut rng);
         let program = Arc::new(model.program().clone());
         let n = program.ops.len();
@@ -172,8 +170,7 @@ proptest! {
             clock_seconds: 1000,
             ..GameConfig::default()
         };
-        let depth = program.ops.iter().map(|o| depth_for(leaf_count(&o.output))).max().unwrap();
-        let bound = config.bound(n as u64, depth);
+        let bound = config.bound_for(&program);
         let truth = Belief::honest(model.program(), model.weights(), &input).unwrap();
         let lie = Belief::with_fault(model.program(), model.weights(), &input, fault).unwrap();
         let claim = |output_hash| Claim { request_id: H256::ZERO, model_id: model.id(), input_hash: tensor_hash(&input), output_hash };

@@ -23,21 +23,29 @@ const HEAD_DIM: usize = D / HEADS;
 const FFN: usize = 64;
 const OUT: usize = 16;
 
-/// A deterministic generator (SplitMix64): the same weights on every machine.
-struct Rng(u64);
+/// SplitMix64, a tiny deterministic generator: the same numbers on every machine. The
+/// demo draws its weights from it, and tests draw their random cases from it.
+#[derive(Clone, Debug)]
+pub struct SplitMix64(pub u64);
 
-impl Rng {
-    fn next(&mut self) -> u64 {
+impl SplitMix64 {
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^ (z >> 31)
     }
+}
 
+/// The demo's weight generator over [`SplitMix64`].
+struct Rng(SplitMix64);
+
+impl Rng {
     /// Uniform in `[-bound, bound]`.
     fn int(&mut self, bound: i64) -> i64 {
-        (self.next() % (2 * bound as u64 + 1)) as i64 - bound
+        (self.0.next_u64() % (2 * bound as u64 + 1)) as i64 - bound
     }
 
     fn i8s(&mut self, n: usize, bound: i64) -> Vec<i8> {
@@ -127,7 +135,7 @@ fn heads(b: &mut ProgramBuilder, x: Operand) -> Result<Operand> {
 
 /// Builds the demo model.
 pub fn model() -> Result<Model> {
-    let mut rng = Rng(0x05EE_D0FF_1A7E);
+    let mut rng = Rng(SplitMix64(0x05EE_D0FF_1A7E));
     let mut b = ProgramBuilder::new(TensorType::new(DType::I32, vec![2, SEQ]));
     let input = b.input();
     let ids = b.push(
