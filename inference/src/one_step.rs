@@ -53,6 +53,10 @@ impl ElementSource for Recorder<'_> {
 
 /// For output element `index` of `op` on `inputs`, the sorted leaf indices of each operand
 /// that the element depends on.
+///
+/// They can depend on operand values, which is why this runs on the whole operands: a
+/// softmax element needs only the exp-table entries `min(max - x[c], T - 1)` of its row's
+/// kept columns.
 pub fn needed_leaves(
     op: &Op,
     inputs: &[&Tensor],

@@ -212,8 +212,10 @@ proptest! {
         let dx = g.dtype(&[DType::I8, DType::I16]);
         let x = g.tensor(dx, &[l, m, n]);
         let t = g.nz_dim(300);
-        // Tables are non-negative; some all-zero rows of the table exercise sum == 0.
-        let table = make(DType::I32, &[t], (0..t).map(|_| if g.chance(10) { 0 } else { g.range(0, i32::MAX as i64) }).collect());
+        // Zeros and negative entries (which read as 0) exercise sum == 0; now and then a
+        // table with no positive entry at all.
+        let all_negative = g.chance(5);
+        let table = make(DType::I32, &[t], (0..t).map(|_| if all_negative || g.chance(15) { g.range(i32::MIN as i64, -1) } else if g.chance(10) { 0 } else { g.range(0, i32::MAX as i64) }).collect());
         let out = g.dtype(ALL);
         let op = Op::Softmax { causal: g.chance(50), frac_bits: g.range(0, 30) as u32, y_zero_point: g.zp(out) };
         let mut inputs = vec![x, table];

@@ -452,7 +452,7 @@ fn activation_ranges_and_timings() {
         "down",
         "resid",
     ];
-    assert_eq!(ranges.len(), 3 + points.len() * cfg.layers);
+    assert_eq!(ranges.len(), 4 + points.len() * cfg.layers);
     let abs = |(lo, hi): (f32, f32)| lo.abs().max(hi.abs());
     for (name, r) in &ranges {
         assert!(

@@ -24,7 +24,8 @@
 //! only), `probs`, `ctx` (`probs x v`), `attn_out` (after `attn_output`), `resid_attn`
 //! (the residual stream after the attention), `mlp_in` (after the feed-forward RMSNorm),
 //! `gate`, `up`, `silu` (`silu(gate)`), `act` (`silu(gate) * up`), `down`, `resid` (the
-//! residual stream after the block); then `final_norm` and `logits`.
+//! residual stream after the block); then `final_norm`, `final_norm_last` (its last row
+//! only: the one a generation step reads) and `logits`.
 
 use super::gguf::Gguf;
 use crate::error::{Error, Result};
@@ -411,6 +412,27 @@ impl LlamaFloat {
         })
     }
 
+    /// Applies `f(matrix, rows, cols)` to every weight matrix (the blocks' projections and
+    /// the embedding/output matrices), e.g. to measure what rounding the weights alone
+    /// costs.
+    pub fn map_matrices(&mut self, f: impl Fn(&mut [f32], usize, usize) + Sync) {
+        let cfg = self.cfg;
+        let (d, ffn, qd, kvd) = (cfg.hidden, cfg.ffn, cfg.q_dim(), cfg.kv_dim());
+        self.layers.par_iter_mut().for_each(|l| {
+            f(&mut l.wq, qd, d);
+            f(&mut l.wk, kvd, d);
+            f(&mut l.wv, kvd, d);
+            f(&mut l.wo, d, qd);
+            f(&mut l.gate, ffn, d);
+            f(&mut l.up, ffn, d);
+            f(&mut l.down, d, ffn);
+        });
+        f(&mut self.embed, cfg.vocab, d);
+        if let Some(o) = self.output.as_mut() {
+            f(o, cfg.vocab, d);
+        }
+    }
+
     /// The configuration.
     pub fn config(&self) -> &LlamaConfig {
         &self.cfg
@@ -601,6 +623,11 @@ impl LlamaFloat {
         cache.len = total;
         let x = rms_norm(&h, &self.norm, cfg.rms_eps);
         record(&mut ranges, "final_norm", x.iter().copied());
+        record(
+            &mut ranges,
+            "final_norm_last",
+            x[(s - 1) * d..].iter().copied(),
+        );
         let logits = linear(&x, s, d, self.output_matrix(), vocab);
         record(&mut ranges, "logits", logits.iter().copied());
         Ok(logits)

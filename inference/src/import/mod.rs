@@ -9,6 +9,7 @@ pub mod bert;
 mod float;
 pub mod gguf;
 pub mod llama;
+pub mod smollm2;
 
 use crate::error::{Error, Result};
 use safetensors::SafeTensors;

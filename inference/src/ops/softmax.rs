@@ -3,8 +3,9 @@
 use super::fixed_point::{
     Element, FloorDiv, Isa, for_each_rows, vectorized, with_dtype, with_elements,
 };
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::tensor::{DType, Tensor};
+use std::borrow::Cow;
 
 /// `softmax` (spec: `docs/ops.md`).
 pub fn softmax(
@@ -29,12 +30,14 @@ fn softmax_with(
     (causal, frac_bits, y_zp, out): (bool, u32, i32, DType),
 ) -> Result<Tensor> {
     let table = exp_table.as_i32("softmax exp_table")?;
-    if let Some(i) = table.iter().position(|&e| e < 0) {
-        return Err(Error::Param(format!(
-            "softmax: exp_table[{i}] = {} is negative",
-            table[i]
-        )));
-    }
+    // A negative entry reads as 0 (spec): clamp once, so the rows index a table of
+    // entries in [0, 2^31) (a copy only when some entry is negative).
+    let table: Cow<'_, [i32]> = if table.iter().any(|&e| e < 0) {
+        Cow::Owned(table.iter().map(|&e| e.max(0)).collect())
+    } else {
+        Cow::Borrowed(table)
+    };
+    let table = &*table;
     let shape = x.shape();
     let r = shape.len();
     let n = shape[r - 1];
@@ -155,7 +158,8 @@ impl Rows<'_> {
         }
     }
 
-    /// `e[c] = table[min(max - x[c], T - 1)]` (masking is the caller's).
+    /// `e[c] = table[min(max - x[c], T - 1)]` (masking is the caller's; the table is
+    /// already clamped at 0).
     #[inline(always)]
     fn exp<X: Element>(&self, x: &[X], max: i32, e: &mut [u32]) {
         // T <= 2^32 entries: an i32 table that big would not be indexed by u32 otherwise.
@@ -232,7 +236,8 @@ mod tests {
             let mut next = || { s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407); s >> 33 };
             let m = 3;
             let x = Tensor::from_i16(vec![2, m, n], (0..2 * m * n).map(|_| (next() % 600) as i16 - 300).collect()).unwrap();
-            let table = Tensor::from_i32(vec![257], (0..257).map(|i| if big { i32::MAX - i } else { (next() % 1000) as i32 }).collect()).unwrap();
+            // Negative entries too: they read as 0.
+            let table = Tensor::from_i32(vec![257], (0..257).map(|i| if big { i32::MAX - i } else { (next() % 1000) as i32 - 200 }).collect()).unwrap();
             let mask = Tensor::from_i8(vec![1, n], (0..n).map(|_| (next() % 5 != 0) as i8).collect()).unwrap();
             let op = Op::Softmax { causal, frac_bits, y_zero_point: -5 };
             let inputs = [&x, &table, &mask];

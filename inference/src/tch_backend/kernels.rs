@@ -1,0 +1,773 @@
+//! The op set of `docs/ops.md` on libtorch tensors: one function per op, named as the spec
+//! names it, plus the fixed-point primitives they share.
+//!
+//! Every intermediate is an `i64` tensor, and every function here is exact only inside
+//! the `i64` bounds that [`fits_i64`] proves for a use of an op before it runs; a use it
+//! cannot prove (wide `i32` operands with large multipliers, say) runs on the CPU engine
+//! instead (`TchModel` decides, once per program). Integer tensor arithmetic in libtorch
+//! is exact on every device; the one float step, the estimate inside [`isqrt`], is
+//! corrected to the exact integer square root.
+
+use super::Result;
+use crate::ops::fixed_point::MAX_SHIFT;
+use crate::ops::{Op, RopePairing};
+use crate::tensor::{DType, TensorType};
+use tch::{Device, Kind, Tensor};
+
+/// Every intermediate of the `i64` paths stays at or below this magnitude, so that adding
+/// a rounding half (at most `2^61`) never overflows.
+const LIMIT: u128 = 1 << 62;
+
+/// The libtorch kind of a dtype.
+pub(crate) fn kind_of(dtype: DType) -> Kind {
+    match dtype {
+        DType::I8 => Kind::Int8,
+        DType::I16 => Kind::Int16,
+        DType::I32 => Kind::Int,
+    }
+}
+
+/// The widest `|x - zp|` over every `x` of `dtype`.
+fn deviation(dtype: DType, zp: i32) -> u128 {
+    let zp = i64::from(zp);
+    (dtype.max() - zp)
+        .unsigned_abs()
+        .max((zp - dtype.min()).unsigned_abs()) as u128
+}
+
+/// The widest `|v|` of `dtype`.
+fn magnitude(dtype: DType) -> u128 {
+    dtype.min().unsigned_abs() as u128
+}
+
+/// `floor(sqrt(v))` on `u128`, for bounds.
+fn isqrt_bound(v: u128) -> u128 {
+    crate::ops::fixed_point::isqrt(v)
+}
+
+/// Whether every intermediate of this use of `op` stays within `i64` on the paths below,
+/// whatever the operand values (bounds from the operand dtypes and the op's parameters).
+/// `inputs` are the operand types; a `false` sends the op to the CPU engine.
+pub(crate) fn fits_i64(op: &Op, inputs: &[&TensorType]) -> bool {
+    let dt = |i: usize| inputs.get(i).map_or(DType::I32, |t| t.dtype);
+    let width = |i: usize| {
+        inputs
+            .get(i)
+            .and_then(|t| t.shape.last().copied())
+            .unwrap_or(0) as u128
+    };
+    match op {
+        // |acc| <= 2^31 and |m| <= 2^31: |acc * m| <= 2^62 always.
+        Op::FullyConnected { .. } | Op::BatchMatmul { .. } => true,
+        Op::Add {
+            a_zero_point,
+            a_multiplier,
+            b_zero_point,
+            b_multiplier,
+            ..
+        } => {
+            deviation(dt(0), *a_zero_point) * a_multiplier.unsigned_abs() as u128
+                + deviation(dt(1), *b_zero_point) * b_multiplier.unsigned_abs() as u128
+                <= LIMIT
+        }
+        Op::Mul {
+            a_zero_point,
+            b_zero_point,
+            multiplier,
+            ..
+        } => {
+            deviation(dt(0), *a_zero_point)
+                .saturating_mul(deviation(dt(1), *b_zero_point))
+                .saturating_mul(multiplier.unsigned_abs() as u128)
+                <= LIMIT
+        }
+        Op::Requantize {
+            x_zero_point,
+            multiplier,
+            ..
+        } => deviation(dt(0), *x_zero_point) * multiplier.unsigned_abs() as u128 <= LIMIT,
+        Op::LayerNorm { epsilon, shift, .. } => {
+            // |d| <= N * (T.max - T.min).
+            let n = width(0);
+            let d = n * (dt(0).max() - dt(0).min()) as u128;
+            norm_fits(n, d, 1u128 << 31, *epsilon, *shift)
+        }
+        Op::RmsNorm {
+            x_zero_point,
+            epsilon,
+            shift,
+            ..
+        } => {
+            let n = width(0);
+            let d = n * deviation(dt(0), *x_zero_point);
+            norm_fits(n, d, 0, *epsilon, *shift)
+        }
+        Op::Softmax { frac_bits, .. } => {
+            // e <= 2^31; S <= N * 2^31; e * 2^q + S / 2 below the limit.
+            let n = width(0);
+            let e = magnitude(DType::I32);
+            (e << frac_bits) + n * e <= LIMIT
+        }
+        Op::Rope {
+            x_zero_point,
+            frac_bits,
+            ..
+        } => {
+            2 * deviation(dt(0), *x_zero_point) * magnitude(DType::I32) + (1u128 << frac_bits)
+                <= LIMIT
+        }
+        Op::MeanPool {
+            x_zero_point,
+            frac_bits,
+            ..
+        } => {
+            let s = inputs
+                .first()
+                .and_then(|t| t.shape.get(1))
+                .copied()
+                .unwrap_or(0) as u128;
+            (s * deviation(dt(0), *x_zero_point)) << frac_bits <= LIMIT
+        }
+        Op::Lut
+        | Op::Embedding
+        | Op::Reshape
+        | Op::Transpose { .. }
+        | Op::Concat { .. }
+        | Op::Slice { .. }
+        | Op::Argmax => true,
+    }
+}
+
+/// The norms' bounds: `d` bounds `|d[j]|`, `beta` bounds `|beta[j]|` (0 for `rms_norm`).
+fn norm_fits(n: u128, d: u128, beta: u128, epsilon: u64, shift: u32) -> bool {
+    let gamma = magnitude(DType::I32);
+    let Some(sq) = d.checked_mul(d).and_then(|dd| dd.checked_mul(n)) else {
+        return false;
+    };
+    let var = d * d + epsilon as u128;
+    if sq > LIMIT || var > LIMIT || shift > MAX_SHIFT {
+        return false;
+    }
+    let sigma = isqrt_bound(var) + 1;
+    let num = d * gamma + beta * sigma;
+    num <= LIMIT && (sigma << shift) <= LIMIT
+}
+
+// ---------------------------------------------------------------------------------------
+// Primitives on i64 tensors.
+
+/// `v` as an `i64` tensor.
+fn wide(v: &Tensor) -> Result<Tensor> {
+    Ok(v.f_to_kind(Kind::Int64)?)
+}
+
+/// `round_shift(v, s)` for a fixed `s <= 62` and `|v| <= 2^62`:
+/// `sign(v) * ((|v| + 2^(s-1)) >> s)`.
+fn round_shift(v: &Tensor, s: u32) -> Result<Tensor> {
+    if s == 0 {
+        return Ok(v.shallow_clone());
+    }
+    let q = v
+        .f_abs()?
+        .f_add_scalar(1i64 << (s - 1))?
+        .f_bitwise_right_shift_tensor_scalar(i64::from(s))?;
+    negate_where_negative(&q, v)
+}
+
+/// `round_shift(v, s)` with a shift per element of the last axis (`s` an `i64` tensor that
+/// broadcasts against `v`, every value in `0..=62`).
+fn round_shift_each(v: &Tensor, s: &Tensor) -> Result<Tensor> {
+    // 2^(s-1), and 0 where s = 0.
+    let half = Tensor::f_bitwise_left_shift_scalar_tensor(1i64, s)?
+        .f_bitwise_right_shift_tensor_scalar(1i64)?;
+    let q = v.f_abs()?.f_add(&half)?.f_bitwise_right_shift(s)?;
+    negate_where_negative(&q, v)
+}
+
+/// `q` where `sign >= 0`, `-q` where `sign < 0`.
+fn negate_where_negative(q: &Tensor, sign: &Tensor) -> Result<Tensor> {
+    Ok(q.f_where_self(&sign.f_ge(0i64)?, &q.f_neg()?)?)
+}
+
+/// `round_div(a, b)` for `b > 0`: `sign(a) * floor((|a| + floor(b / 2)) / b)`.
+fn round_div(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    let num = a
+        .f_abs()?
+        .f_add(&b.f_bitwise_right_shift_tensor_scalar(1i64)?)?;
+    let q = num.f_div_tensor_mode(b, "floor")?;
+    negate_where_negative(&q, a)
+}
+
+/// `wrap32(v)`: `v` reduced modulo `2^32` into `[-2^31, 2^31)`, for `|v| < 2^62`.
+fn wrap32(v: &Tensor) -> Result<Tensor> {
+    Ok(v.f_add_scalar(1i64 << 31)?
+        .f_bitwise_and((1i64 << 32) - 1)?
+        .f_sub_scalar(1i64 << 31)?)
+}
+
+/// `sat_T(y_zp + v)` as a tensor of dtype `T`.
+fn saturate(v: &Tensor, y_zero_point: i32, dtype: DType) -> Result<Tensor> {
+    Ok(v.f_add_scalar(i64::from(y_zero_point))?
+        .f_clamp(dtype.min(), dtype.max())?
+        .f_to_kind(kind_of(dtype))?)
+}
+
+/// `floor(sqrt(v))` for `0 <= v <= 2^62`: the float square root, then corrected until
+/// `r^2 <= v < (r + 1)^2` holds exactly. The estimate is within one of the answer (the
+/// conversion and the square root each err by half an ulp, far below one at `2^31`); two
+/// corrections each way leave a margin. Every product stays below `2^63`.
+pub(crate) fn isqrt(v: &Tensor) -> Result<Tensor> {
+    let mut r = v
+        .f_to_kind(Kind::Double)?
+        .f_sqrt()?
+        .f_floor()?
+        .f_to_kind(Kind::Int64)?;
+    for _ in 0..2 {
+        let too_big = r.f_mul(&r)?.f_gt_tensor(v)?;
+        r = r.f_sub(&too_big.f_to_kind(Kind::Int64)?)?;
+    }
+    for _ in 0..2 {
+        let next = r.f_add_scalar(1i64)?;
+        let fits = next.f_mul(&next)?.f_le_tensor(v)?;
+        r = r.f_add(&fits.f_to_kind(Kind::Int64)?)?;
+    }
+    Ok(r)
+}
+
+/// The exact integer product `a [R, K] x b [K, N]` of two `i8` matrices, as `i64`, correct
+/// modulo `2^32` (what the `wrap32` accumulators need; exact outright for `K < 2^17`).
+///
+/// libtorch's `_int_mm` (`i8 x i8 -> i32`, oneDNN on the CPU, cuBLASLt on CUDA). CUDA asks
+/// for more than 16 rows and `K`, `N` multiples of 8: the operands are zero-padded, which
+/// adds only zero products. Where the kernel refuses a shape, the same product runs on the
+/// CPU.
+pub(crate) fn int_mm(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    let (r, k) = (a.size()[0], a.size()[1]);
+    let n = b.size()[1];
+    if r == 0 || k == 0 || n == 0 {
+        return Ok(Tensor::f_zeros([r, n], (Kind::Int64, a.device()))?);
+    }
+    let device = a.device();
+    let (a, b) = (&row_major(a)?, &row_major(b)?);
+    let product = match device {
+        Device::Cpu => a.f_internal_int_mm(b),
+        _ => {
+            let up = |v: i64, m: i64| (v + m - 1) / m * m;
+            let (rp, kp, np) = (r.max(17), up(k, 8), up(n, 8));
+            a.f_constant_pad_nd([0, kp - k, 0, rp - r])
+                .and_then(|ap| Ok((ap, b.f_constant_pad_nd([0, np - n, 0, kp - k])?)))
+                .and_then(|(ap, bp)| ap.f_internal_int_mm(&bp))
+                .and_then(|p| p.f_narrow(0, 0, r)?.f_narrow(1, 0, n))
+        }
+    };
+    let product = match product {
+        Ok(p) => p,
+        Err(_) if device != Device::Cpu => {
+            let (ac, bc) = (a.f_to(Device::Cpu)?, b.f_to(Device::Cpu)?);
+            ac.f_internal_int_mm(&bc)?.f_to(device)?
+        }
+        Err(e) => return Err(e.into()),
+    };
+    wide(&product)
+}
+
+/// `m` with the strides of a fresh row-major matrix, `[cols, 1]`. libtorch calls a matrix
+/// with a dimension of size 1 contiguous whatever that dimension's stride, and the integer
+/// GEMM then reads such a matrix wrongly (a `[1, 8]` row with strides `[1, 1]` gave zeros):
+/// so copy into a fresh matrix unless the strides are exactly the canonical ones.
+fn row_major(m: &Tensor) -> Result<Tensor> {
+    let cols = m.size()[1];
+    if m.stride() == [cols, 1] {
+        return Ok(m.shallow_clone());
+    }
+    let mut fresh = Tensor::f_empty(m.size(), (m.f_kind()?, m.device()))?;
+    fresh.f_copy_(m)?;
+    Ok(fresh)
+}
+
+// ---------------------------------------------------------------------------------------
+// The ops. Operands arrive with the dtypes and shapes `Op::check` accepted.
+
+/// Checks that every per-channel shift is in `0..=62` (one reduction and a host read).
+pub(crate) fn check_shift_values(kind: &str, s: &Tensor) -> Result<()> {
+    if s.numel() == 0 {
+        return Ok(());
+    }
+    let lo = s.f_min()?.f_int64_value(&[])?;
+    let hi = s.f_max()?.f_int64_value(&[])?;
+    if lo < 0 || hi > i64::from(MAX_SHIFT) {
+        return Err(crate::Error::Param(format!(
+            "{kind}: a shift is outside 0..={MAX_SHIFT} (values {lo}..={hi})"
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+/// The pre-computed form of a `fully_connected` weight: `w^T` as a contiguous `[K, N]`
+/// `i8` matrix and the row sums of `w` (for the `x` zero point), as `i64`.
+pub(crate) struct PackedWeight {
+    pub(crate) w_t: Tensor,
+    pub(crate) row_sums: Tensor,
+}
+
+impl PackedWeight {
+    /// Packs `w [N, K]`.
+    pub(crate) fn new(w: &Tensor) -> Result<Self> {
+        Ok(Self {
+            w_t: w.f_transpose(0, 1)?.f_contiguous()?,
+            row_sums: w.f_sum_dim_intlist([1i64].as_slice(), false, Kind::Int64)?,
+        })
+    }
+}
+
+/// `fully_connected`: `y = sat(y_zp + round_shift(wrap32(bias + sum (x - x_zp) w) * m, s))`
+/// per output channel. `sum (x - x_zp) w = x w^T - x_zp * rowsum(w)`, exact mod `2^32`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn fully_connected(
+    x: &Tensor,
+    w: &PackedWeight,
+    bias: &Tensor,
+    multiplier: &Tensor,
+    shift: &Tensor,
+    x_zero_point: i32,
+    y_zero_point: i32,
+    out: &TensorType,
+) -> Result<Tensor> {
+    let k = w.w_t.size()[0];
+    let rows: i64 = x.size().iter().rev().skip(1).product();
+    let x2 = x.f_reshape([rows, k])?;
+    let mut acc = int_mm(&x2, &w.w_t)?.f_add(&wide(bias)?)?;
+    if x_zero_point != 0 {
+        acc = acc.f_sub(&w.row_sums.f_mul_scalar(i64::from(x_zero_point))?)?;
+    }
+    let p = wrap32(&acc)?.f_mul(&wide(multiplier)?)?;
+    let y = round_shift_each(&p, &wide(shift)?)?;
+    saturate(&y, y_zero_point, out.dtype)?
+        .f_reshape(shape_of(out))
+        .map_err(Into::into)
+}
+
+/// `batch_matmul`: batch `i` of `a` against batch `i / (Ba / Bb)` of `b`, zero points
+/// folded out of the integer product, one requantization.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn batch_matmul(
+    a: &Tensor,
+    b: &Tensor,
+    transpose_b: bool,
+    a_zero_point: i32,
+    b_zero_point: i32,
+    multiplier: i32,
+    shift: u32,
+    y_zero_point: i32,
+    out: &TensorType,
+) -> Result<Tensor> {
+    let (ba, m, k) = (a.size()[0], a.size()[1], a.size()[2]);
+    let bb = b.size()[0];
+    let group = ba / bb;
+    // The `group` query batches that share one `b` batch are consecutive: stack their rows.
+    let a3 = a.f_reshape([bb, group * m, k])?;
+    let b3 = if transpose_b {
+        b.f_transpose(1, 2)?.f_contiguous()?
+    } else {
+        b.shallow_clone()
+    };
+    let n = b3.size()[2];
+    let products = (0..bb)
+        .map(|j| int_mm(&a3.f_select(0, j)?, &b3.f_select(0, j)?.f_contiguous()?))
+        .collect::<Result<Vec<_>>>()?;
+    let mut acc = Tensor::f_stack(&products, 0)?;
+    // sum (a - za)(b - zb) = sum ab - zb sum a - za sum b + K za zb.
+    if b_zero_point != 0 {
+        let row_sums = a3.f_sum_dim_intlist([2i64].as_slice(), true, Kind::Int64)?;
+        acc = acc.f_sub(&row_sums.f_mul_scalar(i64::from(b_zero_point))?)?;
+    }
+    if a_zero_point != 0 {
+        let col_sums = b3.f_sum_dim_intlist([1i64].as_slice(), true, Kind::Int64)?;
+        acc = acc.f_sub(&col_sums.f_mul_scalar(i64::from(a_zero_point))?)?;
+    }
+    if a_zero_point != 0 && b_zero_point != 0 {
+        acc = acc.f_add_scalar(k * i64::from(a_zero_point) * i64::from(b_zero_point))?;
+    }
+    let p = wrap32(&acc)?.f_mul_scalar(i64::from(multiplier))?;
+    let y = round_shift(&p, shift)?;
+    saturate(&y, y_zero_point, out.dtype)?
+        .f_reshape([ba, m, n])
+        .map_err(Into::into)
+}
+
+/// `add`: one rounding of the sum of both rescaled operands.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn add(
+    a: &Tensor,
+    b: &Tensor,
+    a_zero_point: i32,
+    a_multiplier: i32,
+    b_zero_point: i32,
+    b_multiplier: i32,
+    shift: u32,
+    y_zero_point: i32,
+    out: &TensorType,
+) -> Result<Tensor> {
+    let ta = wide(a)?
+        .f_sub_scalar(i64::from(a_zero_point))?
+        .f_mul_scalar(i64::from(a_multiplier))?;
+    let tb = wide(b)?
+        .f_sub_scalar(i64::from(b_zero_point))?
+        .f_mul_scalar(i64::from(b_multiplier))?;
+    let y = round_shift(&ta.f_add(&tb)?, shift)?;
+    saturate(&y, y_zero_point, out.dtype)
+}
+
+/// `mul`: `round_shift((a - a_zp)(b - b_zp) m, s)`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn mul(
+    a: &Tensor,
+    b: &Tensor,
+    a_zero_point: i32,
+    b_zero_point: i32,
+    multiplier: i32,
+    shift: u32,
+    y_zero_point: i32,
+    out: &TensorType,
+) -> Result<Tensor> {
+    let ta = wide(a)?.f_sub_scalar(i64::from(a_zero_point))?;
+    let tb = wide(b)?.f_sub_scalar(i64::from(b_zero_point))?;
+    let p = ta.f_mul(&tb)?.f_mul_scalar(i64::from(multiplier))?;
+    saturate(&round_shift(&p, shift)?, y_zero_point, out.dtype)
+}
+
+/// `requantize`: `round_shift((x - x_zp) m, s)`.
+pub(crate) fn requantize(
+    x: &Tensor,
+    x_zero_point: i32,
+    multiplier: i32,
+    shift: u32,
+    y_zero_point: i32,
+    out: &TensorType,
+) -> Result<Tensor> {
+    let p = wide(x)?
+        .f_sub_scalar(i64::from(x_zero_point))?
+        .f_mul_scalar(i64::from(multiplier))?;
+    saturate(&round_shift(&p, shift)?, y_zero_point, out.dtype)
+}
+
+/// `lut`: `table[x + 128]`, a gather with `index_select`.
+pub(crate) fn lut(x: &Tensor, table: &Tensor) -> Result<Tensor> {
+    let idx = wide(x)?.f_add_scalar(128i64)?.f_reshape([-1])?;
+    Ok(table.f_index_select(0, &idx)?.f_reshape(x.size())?)
+}
+
+/// `softmax`: the exp table indexed by the distance below the row maximum over the kept
+/// columns, normalized with one exact rounding division.
+pub(crate) fn softmax(
+    x: &Tensor,
+    table: &Tensor,
+    mask: Option<&Tensor>,
+    causal: bool,
+    frac_bits: u32,
+    y_zero_point: i32,
+    out: &TensorType,
+) -> Result<Tensor> {
+    let shape = x.size();
+    let rank = shape.len();
+    let n = shape[rank - 1];
+    let m = if rank >= 2 { shape[rank - 2] } else { 1 };
+    let l: i64 = shape[..rank.saturating_sub(2)].iter().product();
+    let device = x.device();
+    let g = mask.map_or(1, |mk| mk.size()[0]);
+    // [G, L / G, M, N]: the rows sharing mask row g are consecutive.
+    let x4 = wide(x)?.f_reshape([g, l / g, m, n])?;
+    let mut kept = match mask {
+        Some(mk) => mk.f_ne(0i64)?.f_reshape([g, 1, 1, n])?,
+        None => Tensor::f_ones([1, 1, 1, n], (Kind::Bool, device))?,
+    };
+    if causal {
+        // Column c of row r is kept when c + M <= r + N.
+        let cols = Tensor::f_arange(n, (Kind::Int64, device))?
+            .f_add_scalar(m)?
+            .f_reshape([1, n])?;
+        let rows = Tensor::f_arange(m, (Kind::Int64, device))?
+            .f_add_scalar(n)?
+            .f_reshape([m, 1])?;
+        kept = kept.f_logical_and(&cols.f_le_tensor(&rows)?.f_reshape([1, 1, m, n])?)?;
+    }
+    let kept = kept.f_expand([g, l / g, m, n], false)?;
+    // x is i8 or i16: anything below -2^16 is below every kept value.
+    let max = x4
+        .f_where_scalarother(&kept, -(1i64 << 20))?
+        .f_amax([-1i64].as_slice(), true)?;
+    let t = table.size()[0];
+    let idx = max.f_sub(&x4)?.f_clamp(0i64, t - 1)?;
+    // A negative entry reads as 0.
+    let e = wide(&table.f_index_select(0, &idx.f_reshape([-1])?)?)?
+        .f_clamp_min(0i64)?
+        .f_reshape([g, l / g, m, n])?
+        .f_where_scalarother(&kept, 0i64)?;
+    let sum = e.f_sum_dim_intlist([-1i64].as_slice(), true, Kind::Int64)?;
+    let q = e
+        .f_bitwise_left_shift_tensor_scalar(i64::from(frac_bits))?
+        .f_add(&sum.f_bitwise_right_shift_tensor_scalar(1i64)?)?
+        .f_div_tensor_mode(&sum.f_clamp_min(1i64)?, "floor")?;
+    // No kept column, or a zero sum: every element is y_zp.
+    let y = q.f_where_scalarother(&sum.f_gt(0i64)?, 0i64)?;
+    saturate(&y, y_zero_point, out.dtype)?
+        .f_reshape(shape.as_slice())
+        .map_err(Into::into)
+}
+
+/// `layer_norm` over the last axis: `d = N x - sum x`, `sigma = isqrt(sum d^2 / N + eps)`,
+/// `y = round_div(d gamma + beta sigma, sigma 2^shift)`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn layer_norm(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    epsilon: u64,
+    shift: u32,
+    y_zero_point: i32,
+    out: &TensorType,
+) -> Result<Tensor> {
+    let n = gamma.size()[0];
+    let x2 = wide(x)?.f_reshape([-1, n])?;
+    let sum = x2.f_sum_dim_intlist([-1i64].as_slice(), true, Kind::Int64)?;
+    let d = x2.f_mul_scalar(n)?.f_sub(&sum)?;
+    let (gamma, beta) = (wide(gamma)?, wide(beta)?);
+    let sigma = norm_sigma(&d, n, epsilon)?;
+    let num = d.f_mul(&gamma)?.f_add(&beta.f_mul(&sigma)?)?;
+    let den = sigma
+        .f_bitwise_left_shift_tensor_scalar(i64::from(shift))?
+        .f_clamp_min(1i64)?;
+    let y = round_div(&num, &den)?;
+    let flat = round_shift(&beta, shift)?.f_expand_as(&y)?;
+    let y = y.f_where_self(&sigma.f_gt(0i64)?, &flat)?;
+    saturate(&y, y_zero_point, out.dtype)?
+        .f_reshape(x.size())
+        .map_err(Into::into)
+}
+
+/// `isqrt(floor(sum_j d[j]^2 / N) + epsilon)` per row, keeping the row axis.
+fn norm_sigma(d: &Tensor, n: i64, epsilon: u64) -> Result<Tensor> {
+    let sq = d
+        .f_mul(d)?
+        .f_sum_dim_intlist([-1i64].as_slice(), true, Kind::Int64)?;
+    // `fits_i64` bounds epsilon below 2^62.
+    let var = sq
+        .f_div_tensor_mode(&Tensor::f_from_slice(&[n])?.f_to(d.device())?, "floor")?
+        .f_add_scalar(epsilon as i64)?;
+    isqrt(&var)
+}
+
+/// `rms_norm` over the last axis: `d = N (x - x_zp)`,
+/// `y = round_div(d gamma, isqrt(sum d^2 / N + eps) 2^shift)`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn rms_norm(
+    x: &Tensor,
+    gamma: &Tensor,
+    x_zero_point: i32,
+    epsilon: u64,
+    shift: u32,
+    y_zero_point: i32,
+    out: &TensorType,
+) -> Result<Tensor> {
+    let n = gamma.size()[0];
+    let d = wide(x)?
+        .f_reshape([-1, n])?
+        .f_sub_scalar(i64::from(x_zero_point))?
+        .f_mul_scalar(n)?;
+    let sigma = norm_sigma(&d, n, epsilon)?;
+    let den = sigma
+        .f_bitwise_left_shift_tensor_scalar(i64::from(shift))?
+        .f_clamp_min(1i64)?;
+    let y =
+        round_div(&d.f_mul(&wide(gamma)?)?, &den)?.f_where_scalarother(&sigma.f_gt(0i64)?, 0i64)?;
+    saturate(&y, y_zero_point, out.dtype)?
+        .f_reshape(x.size())
+        .map_err(Into::into)
+}
+
+/// `embedding`: a row gather with `index_select`; an index outside the table gives zeros.
+pub(crate) fn embedding(table: &Tensor, indices: &Tensor, out: &TensorType) -> Result<Tensor> {
+    let (v, d) = (table.size()[0], table.size()[1]);
+    let idx = wide(indices)?.f_reshape([-1])?;
+    if v == 0 {
+        return Ok(Tensor::f_zeros(
+            shape_of(out),
+            (kind_of(out.dtype), table.device()),
+        )?);
+    }
+    let inside = idx.f_ge(0i64)?.f_logical_and(&idx.f_lt(v)?)?;
+    let rows = table.f_index_select(0, &idx.f_where_scalarother(&inside, 0i64)?)?;
+    let zeros = rows.f_zeros_like()?;
+    debug_assert_eq!(rows.size()[1], d);
+    Ok(rows
+        .f_where_self(&inside.f_reshape([-1, 1])?, &zeros)?
+        .f_reshape(shape_of(out))?)
+}
+
+/// `rope`: each pair rotated by the fixed-point cos and sin of its position.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn rope(
+    x: &Tensor,
+    cos: &Tensor,
+    sin: &Tensor,
+    x_zero_point: i32,
+    y_zero_point: i32,
+    position_offset: u32,
+    frac_bits: u32,
+    pairing: RopePairing,
+    out: &TensorType,
+) -> Result<Tensor> {
+    let shape = x.size();
+    let rank = shape.len();
+    let (s, d) = (shape[rank - 2], shape[rank - 1]);
+    let half = d / 2;
+    let offset = i64::from(position_offset);
+    let c = wide(&cos.f_narrow(0, offset, s)?)?;
+    let sn = wide(&sin.f_narrow(0, offset, s)?)?;
+    let xz = wide(x)?.f_sub_scalar(i64::from(x_zero_point))?;
+    let (a, b) = match pairing {
+        RopePairing::Half => (xz.f_narrow(-1, 0, half)?, xz.f_narrow(-1, half, half)?),
+        RopePairing::Interleaved => {
+            let mut pairs = shape[..rank - 1].to_vec();
+            pairs.extend([half, 2]);
+            let p = xz.f_reshape(pairs.as_slice())?;
+            (p.f_select(-1, 0)?, p.f_select(-1, 1)?)
+        }
+    };
+    let first = round_shift(&a.f_mul(&c)?.f_sub(&b.f_mul(&sn)?)?, frac_bits)?;
+    let second = round_shift(&b.f_mul(&c)?.f_add(&a.f_mul(&sn)?)?, frac_bits)?;
+    let y = match pairing {
+        RopePairing::Half => Tensor::f_cat(&[first, second], -1)?,
+        RopePairing::Interleaved => {
+            Tensor::f_stack(&[first, second], -1)?.f_reshape(shape.as_slice())?
+        }
+    };
+    saturate(&y, y_zero_point, out.dtype)
+}
+
+/// `mean_pool`: the masked sum over axis 1, `round_div(2^q sum, count)`.
+pub(crate) fn mean_pool(
+    x: &Tensor,
+    mask: &Tensor,
+    x_zero_point: i32,
+    frac_bits: u32,
+    y_zero_point: i32,
+    out: &TensorType,
+) -> Result<Tensor> {
+    let kept = mask.f_ne(0i64)?.f_to_kind(Kind::Int64)?.f_unsqueeze(-1)?;
+    let sum = wide(x)?
+        .f_sub_scalar(i64::from(x_zero_point))?
+        .f_mul(&kept)?
+        .f_sum_dim_intlist([1i64].as_slice(), false, Kind::Int64)?;
+    let count = kept.f_sum_dim_intlist([1i64].as_slice(), false, Kind::Int64)?;
+    let y = round_div(
+        &sum.f_bitwise_left_shift_tensor_scalar(i64::from(frac_bits))?,
+        &count.f_clamp_min(1i64)?,
+    )?
+    .f_where_scalarother(&count.f_gt(0i64)?, 0i64)?;
+    saturate(&y, y_zero_point, out.dtype)
+}
+
+/// `argmax`: the smallest index holding the row maximum, as `i32`.
+pub(crate) fn argmax(x: &Tensor) -> Result<Tensor> {
+    let n = *x.size().last().unwrap_or(&1);
+    let xw = wide(x)?;
+    let max = xw.f_amax([-1i64].as_slice(), true)?;
+    let idx = Tensor::f_arange(n, (Kind::Int64, x.device()))?;
+    let at_max = idx.f_where_scalarother(&xw.f_eq_tensor(&max)?, n)?;
+    Ok(at_max
+        .f_amin([-1i64].as_slice(), false)?
+        .f_to_kind(Kind::Int)?)
+}
+
+/// A declared shape as libtorch sizes.
+pub(crate) fn shape_of(t: &TensorType) -> Vec<i64> {
+    t.shape.iter().map(|&d| d as i64).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::demo::SplitMix64;
+
+    fn i64s(t: &Tensor) -> Vec<i64> {
+        let t = t.f_to_kind(Kind::Int64).unwrap().f_contiguous().unwrap();
+        let mut v = vec![0i64; t.numel()];
+        t.f_copy_data(&mut v, t.numel()).unwrap();
+        v
+    }
+
+    #[test]
+    fn int_mm_matches_the_naive_product() {
+        let mut rng = SplitMix64(7);
+        for (r, k, n) in [
+            (1, 1, 1),
+            (2, 1, 8),
+            (1, 8, 1),
+            (3, 5, 7),
+            (17, 16, 8),
+            (1, 40, 20),
+            (9, 33, 3),
+            (128, 384, 64),
+        ] {
+            let a: Vec<i8> = (0..r * k).map(|_| rng.next_u64() as i8).collect();
+            let b: Vec<i8> = (0..k * n).map(|_| rng.next_u64() as i8).collect();
+            let ta = Tensor::from_slice(&a).reshape([r as i64, k as i64]);
+            let tb = Tensor::from_slice(&b).reshape([k as i64, n as i64]);
+            let got = i64s(&int_mm(&ta, &tb).unwrap());
+            for i in 0..r {
+                for j in 0..n {
+                    let want: i64 = (0..k)
+                        .map(|kk| i64::from(a[i * k + kk]) * i64::from(b[kk * n + j]))
+                        .sum();
+                    assert_eq!(
+                        got[i * n + j],
+                        want,
+                        "[{r}, {k}] x [{k}, {n}] at ({i}, {j})"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn batch_matmul_of_one_row_against_a_transposed_b() {
+        // `b` transposed gives a `[1, 8]` matrix with strides `[1, 1]` (see `row_major`).
+        let a = Tensor::from_slice(&[-100i8]).reshape([1, 1, 1]);
+        let b = Tensor::from_slice(&[1i8, 2, 3, 4, 5, 6, 7, -128]).reshape([1, 8, 1]);
+        let out = TensorType::new(DType::I32, vec![1, 1, 8]);
+        let y = batch_matmul(&a, &b, true, -28, -128, 1, 0, 0, &out).unwrap();
+        let want: Vec<i64> = [1i64, 2, 3, 4, 5, 6, 7, -128]
+            .iter()
+            .map(|v| (-100 + 28) * (v + 128))
+            .collect();
+        assert_eq!(i64s(&y), want);
+    }
+
+    #[test]
+    fn isqrt_is_exact() {
+        let mut v: Vec<i64> = vec![0, 1, 2, 3, 1 << 62];
+        for r in [
+            2i64,
+            4_095,
+            1 << 20,
+            (1 << 26) + 1,
+            94_906_265,
+            2_147_395_599,
+            (1 << 31) - 1,
+        ] {
+            v.extend([r * r - 1, r * r, r * r + 1]);
+        }
+        let mut rng = SplitMix64(11);
+        v.extend((0..1000).map(|_| (rng.next_u64() >> 2) as i64));
+        let got = i64s(&isqrt(&Tensor::from_slice(&v)).unwrap());
+        for (x, r) in v.iter().zip(got) {
+            assert_eq!(
+                r as u128,
+                crate::ops::fixed_point::isqrt(*x as u128),
+                "isqrt({x})"
+            );
+        }
+    }
+}

@@ -1,0 +1,637 @@
+//! The libtorch backend (feature `tch`): programs run op by op on libtorch tensors, on a
+//! CUDA device when one is available and on the CPU otherwise, bit for bit equal to the
+//! CPU engine ([`crate::trace::run`]).
+//!
+//! Every op of `docs/ops.md` has a kernel of the same name in `kernels`: integer
+//! matrix products through `_int_mm` (`i8 x i8 -> i32`), tables through `index_select`,
+//! requantization, divisions and shifts on `i64` tensors, the square root corrected to the
+//! exact integer one. Each use of an op is checked once, when a [`TchModel`] is built, to
+//! keep every intermediate inside `i64` for any operand values; the rare use that cannot
+//! be (an `i32` operand times a large multiplier, say) runs on the CPU engine's kernel
+//! instead, with a round trip through host memory ([`TchModel::host_ops`] lists them).
+//!
+//! The weights are uploaded once ([`TchModel::new`]); [`TchModel::run`] is the serving
+//! path (the output only, activations freed as soon as no later op reads them) and
+//! [`TchModel::run_all`] returns every slot, for tests and for recomputing a disputed
+//! trace.
+//!
+//! libtorch's CUDA support lives in `libtorch_cuda.so`, which binaries linked with
+//! `--as-needed` do not load by themselves; [`select_device`] and [`cuda_available`] load it
+//! when it is present (a CPU-only install lacks its dependencies, and stays on the CPU).
+
+mod kernels;
+
+use crate::ops::{Op, OpKind};
+use crate::program::{Operand, Program};
+use crate::tensor::{DType, Tensor, TensorData, TensorType};
+use crate::trace::Weights;
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Once;
+
+pub use tch::Device;
+
+/// Errors of the libtorch backend.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// libtorch refused a call (out of memory, a kernel missing on this device, ...).
+    #[error("libtorch: {0}")]
+    Torch(#[from] tch::TchError),
+    /// The engine refused the program, an operand or a parameter.
+    #[error(transparent)]
+    Engine(#[from] crate::Error),
+    /// An op failed; `source` says why.
+    #[error("op {index} ({kind}): {source}")]
+    Op {
+        /// The op's 1-based index.
+        index: usize,
+        /// Its kind.
+        kind: OpKind,
+        /// What went wrong.
+        source: Box<Error>,
+    },
+    /// A CUDA device was asked for where CUDA is not available.
+    #[error("CUDA device {index} was requested, but {reason}")]
+    CudaUnavailable {
+        /// The requested device index.
+        index: usize,
+        /// Why it cannot be used.
+        reason: String,
+    },
+    /// A device name could not be parsed.
+    #[error("unknown device {0:?} (expected auto, cpu, cuda or cuda:N)")]
+    DeviceName(String),
+}
+
+/// Result with the backend's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Which device a [`TchModel`] runs on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DeviceChoice {
+    /// CUDA device 0 when CUDA is available, else the CPU.
+    #[default]
+    Auto,
+    /// The CPU.
+    Cpu,
+    /// CUDA device `n` (an error where it does not exist).
+    Cuda(usize),
+}
+
+impl FromStr for DeviceChoice {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "cpu" => Ok(Self::Cpu),
+            "cuda" => Ok(Self::Cuda(0)),
+            _ => s
+                .strip_prefix("cuda:")
+                .and_then(|n| n.parse().ok())
+                .map(Self::Cuda)
+                .ok_or_else(|| Error::DeviceName(s.to_string())),
+        }
+    }
+}
+
+impl fmt::Display for DeviceChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Auto => f.write_str("auto"),
+            Self::Cpu => f.write_str("cpu"),
+            Self::Cuda(n) => write!(f, "cuda:{n}"),
+        }
+    }
+}
+
+static LOAD_CUDA: Once = Once::new();
+
+/// Loads `libtorch_cuda.so` (from the libtorch this crate was built against, else from the
+/// loader's search path) so that libtorch registers its CUDA support. Idempotent; a
+/// failure (no CUDA libraries here) leaves libtorch on the CPU.
+fn load_cuda() {
+    LOAD_CUDA.call_once(|| {
+        let candidates = [
+            option_env!("INFERENCE_LIBTORCH_LIB").map(|d| format!("{d}/libtorch_cuda.so")),
+            Some("libtorch_cuda.so".to_string()),
+        ];
+        for path in candidates.into_iter().flatten() {
+            let Ok(c) = std::ffi::CString::new(path) else {
+                continue;
+            };
+            // SAFETY: `c` is a valid NUL-terminated path; dlopen has no other precondition.
+            // The handle is kept open for the life of the process on purpose (libtorch's
+            // CUDA hooks must stay registered), so it is never closed.
+            let handle = unsafe { libc::dlopen(c.as_ptr(), libc::RTLD_NOW | libc::RTLD_GLOBAL) };
+            if !handle.is_null() {
+                break;
+            }
+        }
+    });
+}
+
+/// Whether libtorch can use a CUDA device here.
+pub fn cuda_available() -> bool {
+    load_cuda();
+    tch::Cuda::is_available()
+}
+
+/// The device for `choice`: [`DeviceChoice::Auto`] picks CUDA device 0 when available.
+pub fn select_device(choice: DeviceChoice) -> Result<Device> {
+    match choice {
+        DeviceChoice::Cpu => Ok(Device::Cpu),
+        DeviceChoice::Auto => Ok(if cuda_available() {
+            Device::Cuda(0)
+        } else {
+            Device::Cpu
+        }),
+        DeviceChoice::Cuda(index) => {
+            if !cuda_available() {
+                return Err(Error::CudaUnavailable {
+                    index,
+                    reason: "libtorch finds no CUDA device".into(),
+                });
+            }
+            let count = tch::Cuda::device_count();
+            if index as i64 >= count {
+                return Err(Error::CudaUnavailable {
+                    index,
+                    reason: format!("only {count} CUDA device(s) exist"),
+                });
+            }
+            Ok(Device::Cuda(index))
+        }
+    }
+}
+
+/// Copies an engine tensor to `device`.
+pub fn to_device(t: &Tensor, device: Device) -> Result<tch::Tensor> {
+    let flat = match t.data() {
+        TensorData::I8(v) => tch::Tensor::f_from_slice(v)?,
+        TensorData::I16(v) => tch::Tensor::f_from_slice(v)?,
+        TensorData::I32(v) => tch::Tensor::f_from_slice(v)?,
+    };
+    let shape: Vec<i64> = t.shape().iter().map(|&d| d as i64).collect();
+    Ok(flat.f_reshape(shape.as_slice())?.f_to(device)?)
+}
+
+/// Copies a libtorch tensor back into an engine tensor of type `ty` (its kind and element
+/// count must match).
+pub fn from_device(t: &tch::Tensor, ty: &TensorType) -> Result<Tensor> {
+    let host = t.f_to(Device::Cpu)?.f_contiguous()?;
+    let n = ty.numel();
+    if host.numel() != n {
+        return Err(crate::Error::DataLength {
+            shape: ty.shape.clone(),
+            expected: n,
+            got: host.numel(),
+        }
+        .into());
+    }
+    let data = match ty.dtype {
+        DType::I8 => {
+            let mut v = vec![0i8; n];
+            host.f_copy_data(&mut v, n)?;
+            TensorData::I8(v)
+        }
+        DType::I16 => {
+            let mut v = vec![0i16; n];
+            host.f_copy_data(&mut v, n)?;
+            TensorData::I16(v)
+        }
+        DType::I32 => {
+            let mut v = vec![0i32; n];
+            host.f_copy_data(&mut v, n)?;
+            TensorData::I32(v)
+        }
+    };
+    Ok(Tensor::new(ty.shape.clone(), data)?)
+}
+
+/// How one op of a program runs.
+enum Plan {
+    /// The libtorch kernel.
+    Torch,
+    /// The CPU engine's kernel (operand bounds outside the `i64` paths).
+    Host,
+}
+
+/// A program with its weights uploaded to one device, ready to run any number of inputs.
+pub struct TchModel {
+    program: Program,
+    device: Device,
+    /// Host copies of the weights, for the ops that run on the CPU engine.
+    host_weights: Vec<Tensor>,
+    weights: Vec<tch::Tensor>,
+    /// The packed `w` of every weight used as a `fully_connected` weight.
+    packed: Vec<Option<kernels::PackedWeight>>,
+    plans: Vec<Plan>,
+}
+
+impl fmt::Debug for TchModel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TchModel")
+            .field("device", &self.device)
+            .field("ops", &self.program.ops.len())
+            .field("weights", &self.weights.len())
+            .field("host_ops", &self.host_ops())
+            .finish()
+    }
+}
+
+impl TchModel {
+    /// Validates `program`, checks the weights' values where an op constrains them
+    /// (per-channel shifts), uploads the weights to `device` and plans every op.
+    pub fn new(program: &Program, weights: &Weights, device: Device) -> Result<Self> {
+        program.validate()?;
+        let host_weights = weights.tensors().to_vec();
+        for node in &program.ops {
+            if let (Op::FullyConnected { .. }, [_, _, _, _, Operand::Weight(s)]) =
+                (&node.op, node.inputs.as_slice())
+            {
+                let s = host_weights[*s as usize].as_i32("fully_connected shift")?;
+                crate::ops::check_shifts(OpKind::FullyConnected, s)?;
+            }
+        }
+        let uploaded = host_weights
+            .iter()
+            .map(|t| to_device(t, device))
+            .collect::<Result<Vec<_>>>()?;
+        let mut packed: Vec<Option<kernels::PackedWeight>> =
+            (0..uploaded.len()).map(|_| None).collect();
+        let mut plans = Vec::with_capacity(program.ops.len());
+        for (i, node) in program.ops.iter().enumerate() {
+            let types = node
+                .inputs
+                .iter()
+                .map(|&o| match o {
+                    Operand::Slot(s) => program.slot_type(s),
+                    Operand::Weight(w) => Ok(&program.weights[w as usize]),
+                })
+                .collect::<crate::Result<Vec<_>>>()?;
+            plans.push(if kernels::fits_i64(&node.op, &types) {
+                Plan::Torch
+            } else {
+                Plan::Host
+            });
+            if let (Op::FullyConnected { .. }, Some(Operand::Weight(w))) =
+                (&node.op, node.inputs.get(1))
+            {
+                let w = *w as usize;
+                if packed[w].is_none() {
+                    packed[w] =
+                        Some(
+                            kernels::PackedWeight::new(&uploaded[w]).map_err(|e| Error::Op {
+                                index: i + 1,
+                                kind: node.op.kind(),
+                                source: Box::new(e),
+                            })?,
+                        );
+                }
+            }
+        }
+        Ok(Self {
+            program: program.clone(),
+            device,
+            host_weights,
+            weights: uploaded,
+            packed,
+            plans,
+        })
+    }
+
+    /// The device the model runs on.
+    pub fn device(&self) -> Device {
+        self.device
+    }
+
+    /// The program.
+    pub fn program(&self) -> &Program {
+        &self.program
+    }
+
+    /// The 1-based indices of the ops that run on the CPU engine's kernel, because their
+    /// operand bounds do not fit the `i64` paths (empty for the models this repo builds).
+    pub fn host_ops(&self) -> Vec<usize> {
+        self.plans
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| matches!(p, Plan::Host))
+            .map(|(i, _)| i + 1)
+            .collect()
+    }
+
+    fn check_input(&self, input: &Tensor) -> Result<()> {
+        if input.ty() != self.program.input {
+            return Err(crate::Error::Program(format!(
+                "the input is {}, the program takes {}",
+                input.ty(),
+                self.program.input
+            ))
+            .into());
+        }
+        Ok(())
+    }
+
+    /// The serving path: the program's output on `input`. Activations are freed as soon as
+    /// no later op reads them.
+    pub fn run(&self, input: &Tensor) -> Result<Tensor> {
+        self.check_input(input)?;
+        let n = self.program.ops.len();
+        let mut last_use = vec![0usize; n + 1];
+        for (i, node) in self.program.ops.iter().enumerate() {
+            for o in &node.inputs {
+                if let Operand::Slot(s) = o {
+                    last_use[*s as usize] = i + 1;
+                }
+            }
+        }
+        let out = self.program.output as usize;
+        last_use[out] = usize::MAX;
+        let mut slots: Vec<Option<tch::Tensor>> = (0..=n).map(|_| None).collect();
+        slots[0] = Some(to_device(input, self.device)?);
+        for i in 1..=n {
+            let y = self.step(&slots, i)?;
+            slots[i] = Some(y);
+            for o in &self.program.ops[i - 1].inputs {
+                if let Operand::Slot(s) = o
+                    && last_use[*s as usize] == i
+                {
+                    slots[*s as usize] = None;
+                }
+            }
+        }
+        let y = slots[out]
+            .take()
+            .ok_or_else(|| crate::Error::Program(format!("output slot {out} was never written")))?;
+        from_device(&y, self.program.slot_type(out as u32)?)
+    }
+
+    /// Every slot after running `input`: the input, then each op's output, in slot order
+    /// (what [`crate::trace::Trace`] holds, for comparing and recomputing traces).
+    pub fn run_all(&self, input: &Tensor) -> Result<Vec<Tensor>> {
+        self.check_input(input)?;
+        let n = self.program.ops.len();
+        let mut slots: Vec<Option<tch::Tensor>> = (0..=n).map(|_| None).collect();
+        slots[0] = Some(to_device(input, self.device)?);
+        for i in 1..=n {
+            let y = self.step(&slots, i)?;
+            slots[i] = Some(y);
+        }
+        let mut out = Vec::with_capacity(n + 1);
+        out.push(input.clone());
+        for (i, slot) in slots.iter().enumerate().skip(1) {
+            let t = slot
+                .as_ref()
+                .ok_or_else(|| crate::Error::Program(format!("slot {i} was never written")))?;
+            out.push(from_device(t, &self.program.ops[i - 1].output)?);
+        }
+        Ok(out)
+    }
+
+    /// Runs op `index` (1-based) on the slots written so far.
+    fn step(&self, slots: &[Option<tch::Tensor>], index: usize) -> Result<tch::Tensor> {
+        let node = &self.program.ops[index - 1];
+        let wrap = |e: Error| Error::Op {
+            index,
+            kind: node.op.kind(),
+            source: Box::new(e),
+        };
+        let inputs = node
+            .inputs
+            .iter()
+            .map(|o| match *o {
+                Operand::Slot(s) => slots[s as usize].as_ref().ok_or_else(|| {
+                    crate::Error::Program(format!(
+                        "op {index} reads slot {s}, which was freed or never written"
+                    ))
+                    .into()
+                }),
+                Operand::Weight(w) => Ok(&self.weights[w as usize]),
+            })
+            .collect::<Result<Vec<_>>>()
+            .map_err(wrap)?;
+        match self.plans[index - 1] {
+            Plan::Torch => self.torch_op(index, &inputs).map_err(wrap),
+            Plan::Host => self.host_op(index, &inputs).map_err(wrap),
+        }
+    }
+
+    /// An op on the CPU engine: operands copied to the host, the result copied back.
+    fn host_op(&self, index: usize, inputs: &[&tch::Tensor]) -> Result<tch::Tensor> {
+        let node = &self.program.ops[index - 1];
+        let host = node
+            .inputs
+            .iter()
+            .zip(inputs)
+            .map(|(o, t)| match *o {
+                Operand::Weight(w) => Ok(self.host_weights[w as usize].clone()),
+                Operand::Slot(s) => from_device(t, self.program.slot_type(s)?),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let refs: Vec<&Tensor> = host.iter().collect();
+        let y = node.op.execute(&refs, &node.output, None)?;
+        to_device(&y, self.device)
+    }
+
+    /// An op through its libtorch kernel.
+    fn torch_op(&self, index: usize, x: &[&tch::Tensor]) -> Result<tch::Tensor> {
+        let node = &self.program.ops[index - 1];
+        let out = &node.output;
+        let is_slot = |i: usize| matches!(node.inputs.get(i), Some(Operand::Slot(_)));
+        match &node.op {
+            Op::FullyConnected {
+                x_zero_point,
+                y_zero_point,
+            } => {
+                if is_slot(4) {
+                    kernels::check_shift_values("fully_connected", x[4])?;
+                }
+                let packed_here;
+                let w = match node.inputs[1] {
+                    Operand::Weight(w) => match &self.packed[w as usize] {
+                        Some(p) => p,
+                        None => {
+                            packed_here = kernels::PackedWeight::new(x[1])?;
+                            &packed_here
+                        }
+                    },
+                    Operand::Slot(_) => {
+                        packed_here = kernels::PackedWeight::new(x[1])?;
+                        &packed_here
+                    }
+                };
+                kernels::fully_connected(
+                    x[0],
+                    w,
+                    x[2],
+                    x[3],
+                    x[4],
+                    *x_zero_point,
+                    *y_zero_point,
+                    out,
+                )
+            }
+            Op::BatchMatmul {
+                transpose_b,
+                a_zero_point,
+                b_zero_point,
+                multiplier,
+                shift,
+                y_zero_point,
+            } => kernels::batch_matmul(
+                x[0],
+                x[1],
+                *transpose_b,
+                *a_zero_point,
+                *b_zero_point,
+                *multiplier,
+                *shift,
+                *y_zero_point,
+                out,
+            ),
+            Op::Add {
+                a_zero_point,
+                a_multiplier,
+                b_zero_point,
+                b_multiplier,
+                shift,
+                y_zero_point,
+            } => kernels::add(
+                x[0],
+                x[1],
+                *a_zero_point,
+                *a_multiplier,
+                *b_zero_point,
+                *b_multiplier,
+                *shift,
+                *y_zero_point,
+                out,
+            ),
+            Op::Mul {
+                a_zero_point,
+                b_zero_point,
+                multiplier,
+                shift,
+                y_zero_point,
+            } => kernels::mul(
+                x[0],
+                x[1],
+                *a_zero_point,
+                *b_zero_point,
+                *multiplier,
+                *shift,
+                *y_zero_point,
+                out,
+            ),
+            Op::Requantize {
+                x_zero_point,
+                multiplier,
+                shift,
+                y_zero_point,
+            } => kernels::requantize(x[0], *x_zero_point, *multiplier, *shift, *y_zero_point, out),
+            Op::Lut => kernels::lut(x[0], x[1]),
+            Op::Softmax {
+                causal,
+                frac_bits,
+                y_zero_point,
+            } => kernels::softmax(
+                x[0],
+                x[1],
+                x.get(2).copied(),
+                *causal,
+                *frac_bits,
+                *y_zero_point,
+                out,
+            ),
+            Op::LayerNorm {
+                epsilon,
+                shift,
+                y_zero_point,
+            } => kernels::layer_norm(x[0], x[1], x[2], *epsilon, *shift, *y_zero_point, out),
+            Op::RmsNorm {
+                x_zero_point,
+                epsilon,
+                shift,
+                y_zero_point,
+            } => kernels::rms_norm(
+                x[0],
+                x[1],
+                *x_zero_point,
+                *epsilon,
+                *shift,
+                *y_zero_point,
+                out,
+            ),
+            Op::Embedding => kernels::embedding(x[0], x[1], out),
+            Op::Rope {
+                x_zero_point,
+                y_zero_point,
+                position_offset,
+                frac_bits,
+                pairing,
+            } => kernels::rope(
+                x[0],
+                x[1],
+                x[2],
+                *x_zero_point,
+                *y_zero_point,
+                *position_offset,
+                *frac_bits,
+                *pairing,
+                out,
+            ),
+            Op::Reshape => Ok(x[0]
+                .f_reshape(kernels::shape_of(out).as_slice())?
+                .f_contiguous()?),
+            Op::Transpose { perm } => {
+                let perm: Vec<i64> = perm.iter().map(|&p| p as i64).collect();
+                Ok(x[0].f_permute(perm.as_slice())?.f_contiguous()?)
+            }
+            Op::Concat { axis } => Ok(tch::Tensor::f_cat(x, *axis as i64)?),
+            Op::Slice { axis, start, end } => Ok(x[0]
+                .f_narrow(*axis as i64, *start as i64, (*end - *start) as i64)?
+                .f_contiguous()?),
+            Op::MeanPool {
+                x_zero_point,
+                frac_bits,
+                y_zero_point,
+            } => kernels::mean_pool(x[0], x[1], *x_zero_point, *frac_bits, *y_zero_point, out),
+            Op::Argmax => kernels::argmax(x[0]),
+        }
+    }
+}
+
+/// Whether a use of `op` on operands of these types runs through the libtorch kernels
+/// (every intermediate provably inside `i64`), rather than the CPU engine's kernel.
+pub fn runs_on_torch(op: &Op, inputs: &[&TensorType]) -> bool {
+    kernels::fits_i64(op, inputs)
+}
+
+/// Runs one op on host tensors through the libtorch kernels on `device` (operands uploaded,
+/// the result copied back): the unit the op-by-op tests compare with [`Op::execute`].
+/// Uses the CPU engine where the op's bounds leave the `i64` paths, as [`TchModel`] does.
+pub fn execute(op: &Op, inputs: &[&Tensor], output: &TensorType, device: Device) -> Result<Tensor> {
+    let mut b = crate::program::ProgramBuilder::new(
+        inputs
+            .first()
+            .map_or_else(|| TensorType::new(DType::I32, vec![0]), |t| t.ty()),
+    );
+    let mut operands = Vec::with_capacity(inputs.len());
+    for (i, t) in inputs.iter().enumerate() {
+        operands.push(if i == 0 {
+            b.input()
+        } else {
+            b.weight(format!("operand{i}"), (*t).clone())
+        });
+    }
+    let y = b.push_typed(op.clone(), &operands, output.clone())?;
+    let (program, weights) = b.finish(y)?;
+    let weights = Weights::new(&program, weights.into_iter().map(|(_, t)| t).collect())?;
+    let model = TchModel::new(&program, &weights, device)?;
+    let first = inputs
+        .first()
+        .ok_or_else(|| crate::Error::Program(format!("{} takes operands", op.kind())))?;
+    model.run(first)
+}
