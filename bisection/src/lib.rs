@@ -28,9 +28,16 @@
 //! | all-MiniLM-L6-v2, 128 tokens | 236 | 15 | 2 | 8 | 5 | 30 |
 //! | all-MiniLM-L6-v2, 128 tokens | 236 | 15 | 8 | 3 | 5 | 20 |
 //! | all-MiniLM-L6-v2, 128 tokens | 236 | 15 | 64 | 2 | 5 | 18 |
+//! | SmolLM2-135M, 16-token prompt, 8 new tokens | 18,779 | 13 | 2 | 15 | 5 | 44 |
+//! | SmolLM2-135M, 16-token prompt, 8 new tokens | 18,779 | 13 | 8 | 5 | 5 | 24 |
+//! | SmolLM2-135M, 16-token prompt, 8 new tokens | 18,779 | 13 | 64 | 3 | 5 | 20 |
+//! | SmolLM2-135M, 128-token prompt, 32 new tokens | 75,467 | 15 | 2 | 17 | 5 | 48 |
+//! | SmolLM2-135M, 128-token prompt, 32 new tokens | 75,467 | 15 | 8 | 6 | 5 | 26 |
+//! | SmolLM2-135M, 128-token prompt, 32 new tokens | 75,467 | 15 | 64 | 3 | 5 | 20 |
 //!
-//! Pinned by `tests/random_programs.rs` and `tests/minilm.rs`. SmolLM2 joins the table
-//! when its integer program exists.
+//! A SmolLM2 trace covers every decode step, so its length grows with the tokens generated,
+//! but only logarithmically in the game. Pinned by `tests/random_programs.rs`,
+//! `tests/minilm.rs` and `tests/smollm2.rs`.
 
 #![forbid(unsafe_code)]
 

@@ -53,6 +53,19 @@ impl<'a> Belief<'a> {
         input: &Tensor,
         fault: Fault,
     ) -> Result<Self> {
+        Self::with_fault_xor(program, weights, input, fault, 1)
+    }
+
+    /// Like [`Belief::with_fault`], with the element XORed with `xor` (its low bits, as wide
+    /// as the element) instead of its low bit flipped: a larger lie, which later ops round
+    /// away less often.
+    pub fn with_fault_xor(
+        program: &'a Program,
+        weights: &'a Weights,
+        input: &Tensor,
+        fault: Fault,
+        xor: u32,
+    ) -> Result<Self> {
         let n = program.ops.len();
         if fault.op == 0 || fault.op > n {
             return Err(Error::Param(format!(
@@ -72,9 +85,9 @@ impl<'a> Belief<'a> {
         let flip = |i: usize, t: &mut Tensor| {
             if i == fault.op {
                 match t.data_mut() {
-                    TensorData::I8(v) => v[element] ^= 1,
-                    TensorData::I16(v) => v[element] ^= 1,
-                    TensorData::I32(v) => v[element] ^= 1,
+                    TensorData::I8(v) => v[element] ^= xor as u8 as i8,
+                    TensorData::I16(v) => v[element] ^= xor as u16 as i16,
+                    TensorData::I32(v) => v[element] ^= xor as i32,
                 }
             }
         };
