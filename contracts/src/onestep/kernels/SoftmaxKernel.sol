@@ -1,0 +1,184 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity 0.8.30;
+
+import {IOneStepVerifier} from "../../interfaces/IOneStepVerifier.sol";
+import {LibTensor, TensorView} from "../LibTensor.sol";
+
+/// @title SoftmaxKernel
+/// @notice One output element of `softmax` (`docs/ops.md` 7): the row of `x`, the mask row,
+///         the exp-table entries the kept columns use.
+/// @dev Reads what `inference/src/ops/reference.rs` reads: the whole row of `x`, the whole
+///      mask row, and only the exp-table entries `min(max - x[c], T - 1)` of the kept
+///      columns `c` (a negative entry reads as 0), so a prover opens only their leaves.
+library SoftmaxKernel {
+    /// @notice One row: which columns are kept, the row of `x`, whether any column is kept,
+    ///         the maximum over the kept ones, and the output column `j`.
+    struct Row {
+        bool[] keep;
+        int256[] xs;
+        bool any;
+        int256 max;
+        uint256 j;
+    }
+
+    using LibTensor for TensorView;
+
+    /// @notice Exp tables of at most this many leaves get a leaf -> calldata map for the
+    ///         scattered entry reads (memory grows with the table; larger ones search the
+    ///         opened ranges per read instead).
+    uint256 private constant MAP_MAX_LEAVES = 8192;
+    /// @notice Tables opened in at most this many ranges are read through `LibTensor.get`.
+    uint256 private constant MAP_MIN_RANGES = 4;
+
+    /// @notice `softmax`: params `causal, frac_bits, y_zp`; operands `x, exp_table[, mask]`.
+    function softmax(int256[] memory p_, TensorView[] memory x_, TensorView memory out_, uint256 index_)
+        internal
+        pure
+        returns (int256)
+    {
+        Row memory r = _row(p_, x_, out_, index_);
+        if (!r.any) return LibTensor.sat(p_[2], out_.dtype);
+        (int256 sum, int256 ej) = _expSums(x_[1], r);
+        if (sum == 0) return LibTensor.sat(p_[2], out_.dtype);
+        // floor((e * 2^q + floor(S / 2)) / S) of non-negative values.
+        return LibTensor.sat(p_[2] + ((ej << uint256(p_[1])) + sum / 2) / sum, out_.dtype);
+    }
+
+    /// @dev The row of output element `index_` after the op's checks.
+    function _row(int256[] memory p_, TensorView[] memory x_, TensorView memory out_, uint256 index_)
+        private
+        pure
+        returns (Row memory r_)
+    {
+        (uint256 n, uint256 m, uint256 groupRows) = _check(p_, x_, out_);
+        r_.j = index_ % n;
+        r_.keep = _maskRow(x_, ((index_ / n) / m) / groupRows, n);
+        _readRow(x_[0], index_ / n, m, p_[0] == 1, r_);
+    }
+
+    /// @dev Row `row_` of `x` into `r_.xs`, with `r_.keep` narrowed to the visible columns;
+    ///      whether any column is kept and the maximum over the kept ones.
+    function _readRow(TensorView memory x_, uint256 row_, uint256 m_, bool causal_, Row memory r_) private pure {
+        uint256 n = r_.keep.length;
+        // Causal: column c is visible from row r = row % M when c + M <= r + N.
+        uint256 visible = causal_ ? row_ % m_ + n : type(uint256).max;
+        int256[] memory xs = new int256[](n);
+        bool[] memory keep = r_.keep;
+        int256 max = type(int256).min;
+        (bool ok, uint256 ptr) = x_.span(row_ * n, n, 1);
+        // c < n <= 2^32 and the offsets below stay far from overflow.
+        unchecked {
+            for (uint256 c = 0; c < n; ++c) {
+                int256 v = ok ? LibTensor.load(ptr + c * x_.size, x_.size) : x_.get(row_ * n + c);
+                xs[c] = v;
+                if (keep[c] && c + m_ <= visible) {
+                    if (v > max) max = v;
+                } else {
+                    keep[c] = false;
+                }
+            }
+        }
+        r_.xs = xs;
+        r_.max = max;
+        // x is i8 or i16: the maximum moved off its start iff some column is kept.
+        r_.any = max != type(int256).min;
+    }
+
+    /// @dev `S = sum of e[c]` over the kept columns and `e[j_]` (0 if not kept), with
+    ///      `e[c] = max(table[min(max - x[c], T - 1)], 0)`: only those entries are read.
+    function _expSums(TensorView memory table_, Row memory r_) private pure returns (int256 sum_, int256 ej_) {
+        uint256 last = table_.numel - 1;
+        (bool ok, uint256 ptr) = table_.span(0, table_.numel, 1);
+        uint256[] memory map;
+        // Scattered entries in many ranges: map leaves to calldata once (a few ranges are
+        // searched per read instead).
+        if (!ok && table_.starts.length > MAP_MIN_RANGES && LibTensor.leafCount(table_.numel, 4) <= MAP_MAX_LEAVES) {
+            map = _leafMap(table_);
+        }
+        int256[] memory xs = r_.xs;
+        bool[] memory keep = r_.keep;
+        int256 max = r_.max;
+        uint256 j = r_.j;
+        // max - x[c] is in [0, 2^16) for a kept column; S < N 2^31 <= 2^63.
+        unchecked {
+            for (uint256 c = 0; c < xs.length; ++c) {
+                if (!keep[c]) continue;
+                uint256 d = uint256(max - xs[c]);
+                if (d > last) d = last;
+                int256 e = ok ? LibTensor.load(ptr + (d << 2), 4) : _entry(table_, map, d);
+                if (e < 0) e = 0;
+                sum_ += e;
+                if (c == j) ej_ = e;
+            }
+        }
+    }
+
+    /// @dev Entry `d_` of the table `t_` through the leaf map `map_` if there is one.
+    function _entry(TensorView memory t_, uint256[] memory map_, uint256 d_) private pure returns (int256) {
+        if (map_.length == 0) return t_.get(d_);
+        uint256 at = map_[d_ >> 3];
+        if (at == 0) revert IOneStepVerifier.LeafNotOpened(t_.operand, d_ >> 3);
+        return LibTensor.load(at + ((d_ & 7) << 2), 4);
+    }
+
+    /// @dev For each leaf of the `i32` table `t_`, the calldata offset of its 32 bytes, or 0
+    ///      if no verified range holds it (calldata offset 0 is the selector, never a leaf).
+    function _leafMap(TensorView memory t_) private pure returns (uint256[] memory map_) {
+        map_ = new uint256[](LibTensor.leafCount(t_.numel, 4));
+        for (uint256 r = 0; r < t_.starts.length; ++r) {
+            uint256 start = t_.starts[r];
+            uint256 end = t_.ends[r];
+            uint256 p = t_.ptrs[r];
+            for (uint256 l = start; l < end; ++l) {
+                map_[l] = p + ((l - start) << 5);
+            }
+        }
+    }
+
+    /// @dev Whether mask row `g_` keeps each of the `n_` columns (all kept without a mask).
+    function _maskRow(TensorView[] memory x_, uint256 g_, uint256 n_) private pure returns (bool[] memory keep_) {
+        keep_ = new bool[](n_);
+        if (x_.length < 3) {
+            for (uint256 c = 0; c < n_; ++c) {
+                keep_[c] = true;
+            }
+            return keep_;
+        }
+        TensorView memory mask = x_[2];
+        (bool ok, uint256 ptr) = mask.span(g_ * n_, n_, 1);
+        for (uint256 c = 0; c < n_; ++c) {
+            keep_[c] = (ok ? LibTensor.load(ptr + c * mask.size, mask.size) : mask.get(g_ * n_ + c)) != 0;
+        }
+    }
+
+    /// @dev `Op::check` for softmax; returns the row width `N`, the rows `M` per matrix and
+    ///      `L / G`, the matrices per mask row (1 without a mask).
+    function _check(int256[] memory p_, TensorView[] memory x_, TensorView memory out_)
+        private
+        pure
+        returns (uint256 n_, uint256 m_, uint256 groupRows_)
+    {
+        if (x_.length < 2 || x_.length > 3) revert IOneStepVerifier.OperandCountMismatch(2, x_.length);
+        TensorView memory x = x_[0];
+        x.requireDtype(LibTensor.I8 | LibTensor.I16);
+        x.requireRankAtLeast(1);
+        x_[1].requireDtype(LibTensor.I32);
+        x_[1].requireRank(1);
+        if (x_[1].dims[0] == 0) revert IOneStepVerifier.OperandTypeInvalid(1);
+        uint256 rk = x.dims.length;
+        n_ = x.dims[rk - 1];
+        m_ = rk >= 2 ? x.dims[rk - 2] : 1;
+        uint256 l = LibTensor.product(x.dims, 0, rk >= 2 ? rk - 2 : 0);
+        groupRows_ = 1;
+        if (x_.length == 3) {
+            TensorView memory mask = x_[2];
+            mask.requireRank(2);
+            uint256 g = mask.dims[0];
+            if (mask.dims[1] != n_ || g == 0 || l % g != 0) revert IOneStepVerifier.OperandTypeInvalid(2);
+            groupRows_ = l / g;
+        }
+        if (p_[1] > 30) revert IOneStepVerifier.ParamOutOfRange();
+        out_.requireOutput(LibTensor.ANY, x.dims);
+        LibTensor.requireInRange(p_[2], out_.dtype);
+    }
+}
