@@ -1,8 +1,27 @@
 //! The sequencer service.
 //!
-//! This crate is the I/O shell around the pure core for sequencer operators: the HTTP API,
-//! on-chain request following, batching and posting with alloy, MDBX storage, `tch`
-//! execution, automatic defence of disputed claims and metrics.
+//! This crate is the I/O shell around the pure core for sequencer operators: the HTTP API
+//! ([`api`]), execution on a worker pool apart from the async runtime ([`execution`]),
+//! claims and batch commitments ([`claim`]), batching and the posting state machine
+//! ([`batching`]), MDBX storage ([`storage`], generic typed tables; [`db`], the
+//! sequencer's tables), metrics ([`metrics`]) and configuration ([`config`]).
 //!
-//! Status: not built yet (issue 6).
+//! The service core holds no chain code: posting goes through the
+//! [`batching::BatchPoster`] trait, which the chain layer implements with alloy.
 #![forbid(unsafe_code)]
+
+pub mod api;
+pub mod backend;
+pub mod batching;
+pub mod chain;
+pub mod claim;
+pub mod config;
+pub mod db;
+pub mod dev;
+pub mod execution;
+pub mod metrics;
+pub mod node;
+pub mod service;
+pub mod storage;
+#[cfg(feature = "tch")]
+mod tch_exec;

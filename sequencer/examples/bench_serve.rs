@@ -1,0 +1,431 @@
+//! The serving path against inference alone, on the same backend, the same threads and the
+//! same sentences (issue 6: serving should reach at least 95% of inference alone).
+//!
+//! ```text
+//! cargo run --release -p sequencer --example bench_serve -- [--backend rust|tch] [--pairs 5]
+//!     [--seconds 8] [--clients 16] [--threads 2] [--max-batch 8] [--no-chain]
+//! ```
+//!
+//! * **A, inference alone**: each sentence is prepared (tokenized, input tensor built) and
+//!   run by the executor, `max-batch` sentences at a time in parallel on a pool of
+//!   `threads` threads (what the sequencer's worker pool does), outputs dropped.
+//! * **B, serving**: the whole sequencer in this process (`service::start_with`, the same
+//!   executor): `clients` threads POST the sentences to `/v1/inference` and wait for each
+//!   output, through HTTP, the group commit of the request to MDBX, the worker pool, the
+//!   output's commit, claims and batches; the batches are posted to a real anvil with the
+//!   real contracts (`--no-chain`, or no anvil at `--anvil`: batches are built but not
+//!   posted, and the report says so).
+//!
+//! On a shared machine one run of each says little: the runs alternate (A B A B ...),
+//! `pairs` times, and the report gives every run and the median of the pair ratios B/A. It
+//! also gives the CPU time per request, which other load on the machine does not change:
+//! for A, the process's CPU time over the run; for B, the process's CPU time less that of
+//! the client threads (each reads its own from `/proc/thread-self/stat`). One JSON line per
+//! run, then a summary line.
+
+use alloy::primitives::U256;
+use clap::Parser;
+use rayon::prelude::*;
+use sequencer::backend::{Backend, make_executor};
+use sequencer::config::Config;
+use sequencer::execution::{Executor, ModelInput, ModelRegistry};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// Serving path vs inference alone (see the file's documentation).
+#[derive(Parser, Debug)]
+struct Args {
+    /// The backend of both sides.
+    #[arg(long, value_enum, default_value_t = Backend::Rust)]
+    backend: Backend,
+    /// Pairs of runs (A then B).
+    #[arg(long, default_value_t = 5)]
+    pairs: usize,
+    /// Seconds per run.
+    #[arg(long, default_value_t = 8.0)]
+    seconds: f64,
+    /// Concurrent HTTP clients of the serving runs.
+    #[arg(long, default_value_t = 16)]
+    clients: usize,
+    /// Worker threads (the execution pool's, and inference alone's).
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    /// Requests run together (`--exec.max-batch`, and inference alone's batch).
+    #[arg(long, default_value_t = 8)]
+    max_batch: usize,
+    /// Claims per batch (`--batch.max-size`).
+    #[arg(long, default_value_t = 64)]
+    batch_size: usize,
+    /// The model family directory.
+    #[arg(long, default_value = "models/minilm")]
+    model: PathBuf,
+    /// Sentences, one a line.
+    #[arg(long, default_value = "data/sentences_eval.txt")]
+    input: PathBuf,
+    /// Build batches without posting them.
+    #[arg(long)]
+    no_chain: bool,
+    /// Run one side only, `pairs` times (for profiling): `alone` or `serving`.
+    #[arg(long)]
+    only: Option<String>,
+    /// The anvil binary.
+    #[arg(long, default_value = "contracts/node_modules/.bin/anvil")]
+    anvil: PathBuf,
+}
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+
+/// CPU seconds (user + system) from a `/proc/.../stat` file.
+fn cpu_seconds(stat: &str, ticks_per_second: f64) -> Result<f64, Error> {
+    let text = std::fs::read_to_string(stat)?;
+    let rest = text
+        .rsplit_once(')')
+        .ok_or_else(|| format!("{stat}: no command field"))?
+        .1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // Fields 14 and 15 of proc(5); `rest` starts at field 3.
+    let utime: f64 = f.get(11).ok_or("short stat")?.parse()?;
+    let stime: f64 = f.get(12).ok_or("short stat")?.parse()?;
+    Ok((utime + stime) / ticks_per_second)
+}
+
+fn clock_ticks() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// One run's figures.
+#[derive(Clone, Copy, Debug)]
+struct Run {
+    requests: u64,
+    errors: u64,
+    seconds: f64,
+    cpu_seconds: f64,
+}
+
+impl Run {
+    fn per_second(&self) -> f64 {
+        self.requests as f64 / self.seconds
+    }
+    fn cpu_ms_per_request(&self) -> f64 {
+        self.cpu_seconds * 1e3 / self.requests.max(1) as f64
+    }
+}
+
+/// A: prepare and run `max_batch` sentences at a time on `pool` for `seconds`.
+fn run_alone(
+    pool: &rayon::ThreadPool,
+    executor: &dyn Executor,
+    registry: &ModelRegistry,
+    lines: &[String],
+    max_batch: usize,
+    seconds: f64,
+    ticks: f64,
+) -> Result<Run, Error> {
+    let cpu0 = cpu_seconds("/proc/self/stat", ticks)?;
+    let started = Instant::now();
+    let (mut requests, mut errors, mut next) = (0u64, 0u64, 0usize);
+    while started.elapsed().as_secs_f64() < seconds {
+        let chunk: Vec<&String> = (0..max_batch)
+            .map(|i| &lines[(next + i) % lines.len()])
+            .collect();
+        next += max_batch;
+        let ok: usize = pool.install(|| {
+            chunk
+                .par_iter()
+                .map(|l| {
+                    let Ok(p) = registry.prepare("minilm", ModelInput::Text((*l).clone()), 1 << 20)
+                    else {
+                        return 0;
+                    };
+                    usize::from(executor.run(&p.bucket, &p.tensor).is_ok())
+                })
+                .sum()
+        });
+        requests += ok as u64;
+        errors += (chunk.len() - ok) as u64;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(Run {
+        requests,
+        errors,
+        seconds,
+        cpu_seconds: cpu_seconds("/proc/self/stat", ticks)? - cpu0,
+    })
+}
+
+/// B: `clients` threads POST sentences to `url` and wait for each output, for `seconds`.
+fn run_serving(
+    url: &str,
+    lines: &Arc<Vec<String>>,
+    clients: usize,
+    seconds: f64,
+    ticks: f64,
+) -> Result<Run, Error> {
+    let url = format!("{url}/v1/inference");
+    let done = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let cpu0 = cpu_seconds("/proc/self/stat", ticks)?;
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs_f64(seconds);
+    let threads: Vec<_> = (0..clients)
+        .map(|c| {
+            let (url, lines, done, errors) =
+                (url.clone(), lines.clone(), done.clone(), errors.clone());
+            std::thread::Builder::new()
+                .name(format!("client-{c}"))
+                .spawn(move || -> f64 {
+                    let cpu0 = cpu_seconds("/proc/thread-self/stat", ticks).unwrap_or(0.0);
+                    let agent: ureq::Agent = ureq::Agent::config_builder()
+                        .http_status_as_error(false)
+                        .build()
+                        .into();
+                    let mut k = c;
+                    while Instant::now() < deadline {
+                        let body = json!({ "model": "minilm", "text": lines[k % lines.len()] });
+                        k += clients;
+                        match agent
+                            .post(&url)
+                            .content_type("application/json")
+                            .send(body.to_string())
+                        {
+                            Ok(r) if r.status().as_u16() == 200 => {
+                                done.fetch_add(1, Ordering::Relaxed)
+                            }
+                            _ => errors.fetch_add(1, Ordering::Relaxed),
+                        };
+                    }
+                    cpu_seconds("/proc/thread-self/stat", ticks).unwrap_or(0.0) - cpu0
+                })
+        })
+        .collect::<Result<_, _>>()?;
+    let mut client_cpu = 0.0;
+    for t in threads {
+        client_cpu += t.join().map_err(|_| "a client thread panicked")?;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(Run {
+        requests: done.load(Ordering::Relaxed),
+        errors: errors.load(Ordering::Relaxed),
+        seconds,
+        cpu_seconds: cpu_seconds("/proc/self/stat", ticks)? - cpu0 - client_cpu,
+    })
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// Anvil with the contracts deployed and this sequencer registered, posting the batches
+/// the service builds. The anvil process is killed when the returned handle drops.
+async fn start_chain(
+    anvil: &Path,
+    running: &sequencer::service::RunningSequencer,
+) -> Result<alloy::node_bindings::AnvilInstance, Error> {
+    use alloy::providers::{Provider, ProviderBuilder};
+    use sequencer::chain::{ChainClient, ChainPoster, ClientConfig, DeployConfig};
+    let anvil = alloy::node_bindings::Anvil::at(anvil).try_spawn()?;
+    let keys: Vec<alloy::signers::local::PrivateKeySigner> =
+        anvil.keys().iter().cloned().map(Into::into).collect();
+    let deployer = ProviderBuilder::new()
+        .wallet(alloy::network::EthereumWallet::from(keys[0].clone()))
+        .connect_http(anvil.endpoint_url())
+        .erased();
+    let config = DeployConfig::default();
+    let deployment = sequencer::chain::deploy::deploy(deployer, keys[0].address(), &config).await?;
+    let client = ChainClient::connect(
+        &anvil.endpoint(),
+        keys[1].clone(),
+        deployment.rollup,
+        ClientConfig::default(),
+    )
+    .await?;
+    client
+        .register_sequencer(U256::from(config.min_stake))
+        .await?;
+    let state = running.state();
+    let poster = ChainPoster::new(client, keys[1].clone())?.with_metrics(state.metrics.clone());
+    tokio::spawn(sequencer::batching::run_poster(
+        state.db.clone(),
+        poster,
+        state.metrics.clone(),
+        running.batch_built(),
+        Duration::from_millis(200),
+        running.shutdown_signal(),
+    ));
+    Ok(anvil)
+}
+
+fn main() -> Result<(), Error> {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    if !args.model.join("family.json").is_file() {
+        return Err(format!(
+            "{} is not prepared (run `make models`)",
+            args.model.display()
+        )
+        .into());
+    }
+    let text = std::fs::read_to_string(&args.input)?;
+    let lines: Arc<Vec<String>> = Arc::new(
+        text.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(str::to_string)
+            .collect(),
+    );
+    let ticks = clock_ticks();
+    let registry = ModelRegistry::load(std::slice::from_ref(&args.model))?;
+    // Each side gets its own executor (a libtorch executor keeps one model copy per
+    // worker thread), built the same way.
+    let alone = make_executor(args.backend, args.threads)?;
+    let serving = make_executor(args.backend, args.threads)?;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(args.threads)
+        .thread_name(|i| format!("alone-{i}"))
+        .build()?;
+
+    let db = tempfile::tempdir()?;
+    let mut config = Config::default();
+    config.http.addr = "127.0.0.1:0".parse()?;
+    config.db.path = db.path().join("db");
+    config.model.dirs = vec![args.model.clone()];
+    config.exec.threads = args.threads;
+    config.exec.max_batch = args.max_batch;
+    config.batch.max_size = args.batch_size;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("sequencer-rt")
+        .build()?;
+    let running = runtime.block_on(sequencer::service::start_with(config, serving))?;
+    let url = format!("http://{}", running.addr());
+    let use_chain = !args.no_chain && args.anvil.is_file();
+    let _anvil = if use_chain {
+        Some(runtime.block_on(start_chain(&args.anvil, &running))?)
+    } else {
+        None
+    };
+    let posting = if use_chain {
+        "posted to anvil (real contracts)"
+    } else if args.no_chain {
+        "built, not posted (--no-chain)"
+    } else {
+        "built, not posted (no anvil binary)"
+    };
+
+    // Warm-up, not counted: page cache, allocator, libtorch's copies of the models.
+    run_alone(
+        &pool,
+        &*alone,
+        &registry,
+        &lines,
+        args.max_batch,
+        2.0,
+        ticks,
+    )?;
+    run_serving(&url, &lines, args.clients, 2.0, ticks)?;
+
+    let mut ratios = Vec::new();
+    let (mut a_runs, mut b_runs) = (Vec::new(), Vec::new());
+    let only = args.only.as_deref();
+    if let Some(side) = only
+        && side != "alone"
+        && side != "serving"
+    {
+        return Err(format!("--only {side}: expected alone or serving").into());
+    }
+    let skipped = Run {
+        requests: 1,
+        errors: 0,
+        seconds: 1.0,
+        cpu_seconds: 0.0,
+    };
+    for pair in 0..args.pairs {
+        if only.is_some() {
+            eprintln!("ready: pair {pair}");
+        }
+        let a = if only == Some("serving") {
+            skipped
+        } else {
+            run_alone(
+                &pool,
+                &*alone,
+                &registry,
+                &lines,
+                args.max_batch,
+                args.seconds,
+                ticks,
+            )?
+        };
+        let b = if only == Some("alone") {
+            skipped
+        } else {
+            run_serving(&url, &lines, args.clients, args.seconds, ticks)?
+        };
+        for (side, r) in [("inference_alone", a), ("serving", b)] {
+            println!(
+                "{}",
+                json!({
+                    "pair": pair, "side": side, "backend": args.backend.to_string(),
+                    "requests": r.requests, "errors": r.errors,
+                    "requests_per_second": (r.per_second() * 10.0).round() / 10.0,
+                    "cpu_ms_per_request": (r.cpu_ms_per_request() * 1e3).round() / 1e3,
+                })
+            );
+        }
+        ratios.push(b.per_second() / a.per_second());
+        a_runs.push(a);
+        b_runs.push(b);
+    }
+    let batches = running.state().metrics.batches.get();
+    let posted = running.state().metrics.batches_posted.get();
+    let a_rps = median(a_runs.iter().map(Run::per_second).collect());
+    let b_rps = median(b_runs.iter().map(Run::per_second).collect());
+    let a_cpu = median(a_runs.iter().map(Run::cpu_ms_per_request).collect());
+    let b_cpu = median(b_runs.iter().map(Run::cpu_ms_per_request).collect());
+    let mut sorted = ratios.clone();
+    sorted.sort_by(f64::total_cmp);
+    let round3 = |x: f64| (x * 1e3).round() / 1e3;
+    println!(
+        "{}",
+        json!({
+            "summary": true,
+            "backend": args.backend.to_string(),
+            "threads": args.threads, "clients": args.clients, "max_batch": args.max_batch,
+            "pairs": args.pairs, "seconds_per_run": args.seconds,
+            "inference_alone_rps_median": round3(a_rps),
+            "serving_rps_median": round3(b_rps),
+            "ratio_median": round3(median(ratios)),
+            "ratio_min": round3(sorted.first().copied().unwrap_or(f64::NAN)),
+            "ratio_max": round3(sorted.last().copied().unwrap_or(f64::NAN)),
+            "inference_alone_cpu_ms_per_request_median": round3(a_cpu),
+            "serving_cpu_ms_per_request_median": round3(b_cpu),
+            "cpu_ratio_alone_over_serving": round3(a_cpu / b_cpu),
+            "batches_built": batches, "batches_posted": posted, "posting": posting,
+        })
+    );
+    runtime.block_on(running.stop());
+    Ok(())
+}

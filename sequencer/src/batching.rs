@@ -1,0 +1,483 @@
+//! Batching and posting.
+//!
+//! The [`Batcher`] closes a batch when the queue of executed requests reaches
+//! `max_size`, or when its oldest entry is older than `max_age`; a batch is built in one
+//! transaction ([`SequencerDb::make_batch`]) and stays `ready` in MDBX until a
+//! [`BatchPoster`] confirms it.
+//!
+//! Posting is a state machine stored with the batch, so a restart resumes where it stopped
+//! and never posts a batch twice:
+//!
+//! ```text
+//! ready --sign, store--> signed --send, store--> sent --included--> posted
+//!   ^                                              |
+//!   +------------------ reverted ------------------+
+//! ```
+//!
+//! The signed transaction (hash, raw bytes, nonce) is committed *before* it is sent: after a
+//! crash a `signed` or `sent` batch re-sends exactly the same transaction (same nonce, same
+//! hash), which the chain accepts at most once.
+
+use crate::claim::Claim;
+use crate::db::tables::{BatchRecord, BatchStatus, RequestRecord, SignedTx};
+use crate::db::{DbError, SequencerDb, blocking, now_ms};
+use crate::metrics::Metrics;
+use inference::merkle::H256;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Notify, watch};
+
+/// What the chain needs to post one batch: its root and, for data availability, every
+/// claim with its input and output.
+#[derive(Clone, Debug)]
+pub struct BatchPayload {
+    /// The batch.
+    pub batch: BatchRecord,
+    /// Its claims, in leaf order.
+    pub claims: Vec<Claim>,
+    /// Its requests (inputs and outputs), in leaf order.
+    pub requests: Vec<RequestRecord>,
+}
+
+/// Where a posted transaction stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TxStatus {
+    /// The node does not know it (not sent yet, or dropped from the mempool).
+    Unknown,
+    /// In the mempool.
+    Pending,
+    /// Included in `block`; `success` is false if it reverted.
+    Included {
+        /// The block.
+        block: u64,
+        /// Whether it succeeded.
+        success: bool,
+    },
+}
+
+/// Posts batches to the settlement chain. The chain layer implements it (alloy over the
+/// `contracts` bindings); the state machine here calls it.
+pub trait BatchPoster: Send + Sync + 'static {
+    /// The poster's error; every error is retried with backoff.
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// Builds and signs the transaction posting `payload` (with the next nonce), without
+    /// sending it.
+    fn sign(
+        &self,
+        payload: &BatchPayload,
+    ) -> impl Future<Output = Result<SignedTx, Self::Error>> + Send;
+
+    /// Sends a signed transaction. Sending one already known or included must succeed.
+    fn send(&self, tx: &SignedTx) -> impl Future<Output = Result<(), Self::Error>> + Send;
+
+    /// Where a transaction stands.
+    fn status(&self, tx_hash: H256) -> impl Future<Output = Result<TxStatus, Self::Error>> + Send;
+}
+
+/// A posting error.
+#[derive(Debug, thiserror::Error)]
+pub enum PostError<E: std::error::Error + 'static> {
+    /// The database failed.
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// The poster failed.
+    #[error("poster: {0}")]
+    Poster(#[source] E),
+}
+
+/// Batching settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchSettings {
+    /// Close a batch at this many claims.
+    pub max_size: usize,
+    /// Close a batch when its oldest claim is this old.
+    pub max_age: Duration,
+}
+
+/// Closes batches by size or age.
+#[derive(Debug)]
+pub struct Batcher {
+    db: SequencerDb,
+    settings: BatchSettings,
+    metrics: Arc<Metrics>,
+    /// Woken when requests are executed.
+    pub executed: Arc<Notify>,
+    /// Woken when a batch is built.
+    pub built: Arc<Notify>,
+}
+
+impl Batcher {
+    /// A batcher over `db`.
+    pub fn new(db: SequencerDb, settings: BatchSettings, metrics: Arc<Metrics>) -> Self {
+        Self {
+            db,
+            settings,
+            metrics,
+            executed: Arc::new(Notify::new()),
+            built: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Builds every batch that is due now; returns how many.
+    pub fn tick(&self) -> Result<usize, DbError> {
+        let mut built = 0;
+        loop {
+            let queue = self.db.batch_queue()?;
+            self.metrics.batch_queue_depth.set(queue.len as i64);
+            let old = queue.oldest_ms.is_some_and(|t| {
+                now_ms().saturating_sub(t) >= self.settings.max_age.as_millis() as u64
+            });
+            if queue.len == 0 || (queue.len < self.settings.max_size && !old) {
+                return Ok(built);
+            }
+            let Some(batch) = self.db.make_batch(self.settings.max_size)? else {
+                return Ok(built);
+            };
+            tracing::info!(
+                target: "sequencer::batching",
+                batch = batch.id,
+                claims = batch.requests.len(),
+                root = %batch.claims_root,
+                "batch built"
+            );
+            self.metrics.batches.inc();
+            self.metrics.batch_size.observe(batch.requests.len() as f64);
+            built += 1;
+        }
+    }
+
+    /// Runs until `shutdown` turns true: ticks when woken, and at least every quarter of
+    /// `max_age`. Storage errors are logged and retried with backoff.
+    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let period =
+            (self.settings.max_age / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let this = self.clone();
+            match blocking(move || this.tick()).await {
+                Ok(n) => {
+                    backoff = Duration::from_millis(100);
+                    if n > 0 {
+                        self.built.notify_waiters();
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(target: "sequencer::batching", error = %e, "batching failed; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = shutdown.changed() => return,
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+            }
+            if *shutdown.borrow() {
+                return;
+            }
+            tokio::select! {
+                _ = self.executed.notified() => {}
+                _ = tokio::time::sleep(period) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}
+
+/// Loads what the poster needs for `batch`.
+pub fn payload(db: &SequencerDb, batch: &BatchRecord) -> Result<BatchPayload, DbError> {
+    let mut claims = Vec::with_capacity(batch.requests.len());
+    let mut requests = Vec::with_capacity(batch.requests.len());
+    for &id in &batch.requests {
+        let view = db.request(id)?.ok_or(DbError::Missing {
+            what: "request",
+            id,
+        })?;
+        let claim = view.claim.ok_or(DbError::Missing { what: "claim", id })?;
+        claims.push(claim.claim);
+        requests.push(view.request);
+    }
+    Ok(BatchPayload {
+        batch: batch.clone(),
+        claims,
+        requests,
+    })
+}
+
+/// How long a sent transaction may stay unknown to the node before it is sent again.
+pub const RESEND_AFTER: Duration = Duration::from_secs(30);
+
+/// What one step of the state machine did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// The batch moved to this status.
+    Moved(BatchStatus),
+    /// Nothing to do yet (waiting for inclusion).
+    Waiting,
+}
+
+/// Advances one batch by one step, storing the new status before anything that depends on
+/// it happens.
+pub async fn step<P: BatchPoster>(
+    db: &SequencerDb,
+    poster: &P,
+    batch: &BatchRecord,
+) -> Result<Step, PostError<P::Error>> {
+    let id = batch.id;
+    match &batch.status {
+        BatchStatus::Ready => {
+            let db2 = db.clone();
+            let b = batch.clone();
+            let payload = blocking(move || payload(&db2, &b)).await?;
+            let tx = poster.sign(&payload).await.map_err(PostError::Poster)?;
+            let status = BatchStatus::Signed(tx);
+            let (db2, s, attempts) = (db.clone(), status.clone(), batch.attempts + 1);
+            blocking(move || db2.set_batch_status(id, s, attempts)).await?;
+            Ok(Step::Moved(status))
+        }
+        BatchStatus::Signed(tx) => {
+            poster.send(tx).await.map_err(PostError::Poster)?;
+            let status = BatchStatus::Sent {
+                tx: tx.clone(),
+                sent_at_ms: now_ms(),
+            };
+            let (db2, s, attempts) = (db.clone(), status.clone(), batch.attempts);
+            blocking(move || db2.set_batch_status(id, s, attempts)).await?;
+            Ok(Step::Moved(status))
+        }
+        BatchStatus::Sent { tx, sent_at_ms } => {
+            let status = match poster.status(tx.hash).await.map_err(PostError::Poster)? {
+                TxStatus::Pending => return Ok(Step::Waiting),
+                TxStatus::Unknown => {
+                    if now_ms().saturating_sub(*sent_at_ms) < RESEND_AFTER.as_millis() as u64 {
+                        return Ok(Step::Waiting);
+                    }
+                    // Dropped: the same signed transaction again (same nonce).
+                    BatchStatus::Signed(tx.clone())
+                }
+                TxStatus::Included {
+                    block,
+                    success: true,
+                } => BatchStatus::Posted {
+                    tx_hash: tx.hash,
+                    block,
+                },
+                TxStatus::Included {
+                    block,
+                    success: false,
+                } => {
+                    tracing::warn!(target: "sequencer::posting", batch = id, tx = %tx.hash, block, "batch transaction reverted; signing again");
+                    BatchStatus::Ready
+                }
+            };
+            let (db2, s, attempts) = (db.clone(), status.clone(), batch.attempts);
+            blocking(move || db2.set_batch_status(id, s, attempts)).await?;
+            Ok(Step::Moved(status))
+        }
+        BatchStatus::Posted { .. } => Ok(Step::Waiting),
+    }
+}
+
+/// Drives every unposted batch, oldest first, until `shutdown`: one batch at a time, so
+/// nonces follow batch order. Errors are logged and retried with backoff.
+pub async fn run_poster<P: BatchPoster>(
+    db: SequencerDb,
+    poster: P,
+    metrics: Arc<Metrics>,
+    built: Arc<Notify>,
+    poll: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        let db2 = db.clone();
+        let pending = match blocking(move || db2.unposted_batches()).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(target: "sequencer::posting", error = %e, "reading batches failed");
+                Vec::new()
+            }
+        };
+        let mut progressed = false;
+        let mut failed = false;
+        if let Some(batch) = pending.first() {
+            match step(&db, &poster, batch).await {
+                Ok(Step::Moved(status)) => {
+                    tracing::info!(target: "sequencer::posting", batch = batch.id, status = status.as_str(), tx = ?status.tx_hash(), "batch status");
+                    if matches!(status, BatchStatus::Posted { .. }) {
+                        metrics.batches_posted.inc();
+                    }
+                    progressed = true;
+                    backoff = Duration::from_millis(200);
+                }
+                Ok(Step::Waiting) => {}
+                Err(e) => {
+                    tracing::warn!(target: "sequencer::posting", batch = batch.id, error = %e, "posting step failed; retrying");
+                    failed = true;
+                }
+            }
+        }
+        if progressed {
+            continue;
+        }
+        let wait = if failed {
+            backoff = (backoff * 2).min(Duration::from_secs(30));
+            backoff
+        } else {
+            poll
+        };
+        tokio::select! {
+            _ = built.notified(), if pending.is_empty() => {}
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::tables::{InputRecord, TensorRecord};
+    use crate::db::{Execution, NewRequest};
+    use std::sync::Mutex;
+
+    /// A chain stand-in that records what it was asked (the real poster is alloy's).
+    #[derive(Default)]
+    struct ScriptedChain {
+        signed: Mutex<Vec<u64>>,
+        sent: Mutex<Vec<H256>>,
+        included: Mutex<Option<(u64, bool)>>,
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("rpc down")]
+    struct RpcDown;
+
+    impl BatchPoster for Arc<ScriptedChain> {
+        type Error = RpcDown;
+
+        async fn sign(&self, payload: &BatchPayload) -> Result<SignedTx, RpcDown> {
+            let mut signed = self.signed.lock().unwrap();
+            let nonce = signed.len() as u64;
+            signed.push(payload.batch.id);
+            Ok(SignedTx {
+                hash: H256([nonce as u8 + 1; 32]),
+                raw: payload.batch.claims_root.0.to_vec(),
+                nonce,
+            })
+        }
+
+        async fn send(&self, tx: &SignedTx) -> Result<(), RpcDown> {
+            self.sent.lock().unwrap().push(tx.hash);
+            Ok(())
+        }
+
+        async fn status(&self, _tx: H256) -> Result<TxStatus, RpcDown> {
+            Ok(match *self.included.lock().unwrap() {
+                Some((block, success)) => TxStatus::Included { block, success },
+                None => TxStatus::Pending,
+            })
+        }
+    }
+
+    fn batch_of_two(db: &SequencerDb) -> BatchRecord {
+        let input = InputRecord {
+            text: None,
+            tokens: vec![1],
+            seq_len: 16,
+            hash: H256([1; 32]),
+        };
+        let new = NewRequest {
+            model: "m".into(),
+            model_id: H256([2; 32]),
+            input,
+        };
+        let ids = db.accept(vec![new.clone(), new]).unwrap();
+        let out = TensorRecord {
+            dtype: inference::DType::I8,
+            shape: vec![1],
+            data: vec![0],
+            hash: H256([3; 32]),
+        };
+        let results: Vec<Execution> = ids
+            .iter()
+            .map(|&id| Execution {
+                id,
+                output: Ok(out.clone()),
+            })
+            .collect();
+        db.record_executions(&results).unwrap();
+        db.make_batch(8).unwrap().unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_restart_after_signing_resends_the_same_transaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = SequencerDb::open(dir.path()).unwrap();
+        let chain = Arc::new(ScriptedChain::default());
+        let batch = batch_of_two(&db);
+
+        // Sign, then "crash" before sending: the signed tx is already stored.
+        let step1 = step(&db, &chain, &batch).await.unwrap();
+        let Step::Moved(BatchStatus::Signed(tx)) = step1 else {
+            panic!("{step1:?}")
+        };
+        drop(db);
+        let db = SequencerDb::open(dir.path()).unwrap();
+        let stored = db.unposted_batches().unwrap().remove(0);
+        assert_eq!(stored.status, BatchStatus::Signed(tx.clone()));
+
+        // Resumed: sends exactly that transaction, never signs again.
+        assert!(matches!(
+            step(&db, &chain, &stored).await.unwrap(),
+            Step::Moved(BatchStatus::Sent { .. })
+        ));
+        let sent = db.batch(0).unwrap().unwrap();
+        assert_eq!(step(&db, &chain, &sent).await.unwrap(), Step::Waiting);
+        *chain.included.lock().unwrap() = Some((42, true));
+        assert_eq!(
+            step(&db, &chain, &sent).await.unwrap(),
+            Step::Moved(BatchStatus::Posted {
+                tx_hash: tx.hash,
+                block: 42
+            })
+        );
+        assert_eq!(*chain.signed.lock().unwrap(), [0]);
+        assert_eq!(*chain.sent.lock().unwrap(), [tx.hash]);
+        assert!(db.unposted_batches().unwrap().is_empty());
+        for id in [0, 1] {
+            assert_eq!(
+                db.request(id).unwrap().unwrap().request.status,
+                crate::db::tables::RequestStatus::Posted
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_reverted_transaction_is_signed_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = SequencerDb::open(dir.path()).unwrap();
+        let chain = Arc::new(ScriptedChain::default());
+        batch_of_two(&db);
+        *chain.included.lock().unwrap() = Some((7, false));
+        for _ in 0..3 {
+            let b = db.batch(0).unwrap().unwrap();
+            step(&db, &chain, &b).await.unwrap();
+        }
+        let b = db.batch(0).unwrap().unwrap();
+        assert_eq!(b.status, BatchStatus::Ready);
+        assert_eq!(b.attempts, 1);
+        *chain.included.lock().unwrap() = Some((8, true));
+        for _ in 0..3 {
+            let b = db.batch(0).unwrap().unwrap();
+            step(&db, &chain, &b).await.unwrap();
+        }
+        let b = db.batch(0).unwrap().unwrap();
+        assert!(matches!(b.status, BatchStatus::Posted { block: 8, .. }));
+        assert_eq!(b.attempts, 2);
+        assert_eq!(chain.signed.lock().unwrap().len(), 2);
+    }
+}

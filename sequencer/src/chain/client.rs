@@ -1,0 +1,636 @@
+//! A signing client for the rollup and its games: every transaction the services send goes
+//! through [`ChainClient::transact`], which fills gas and nonce, retries temporary RPC
+//! failures with exponential backoff and waits for the configured confirmations.
+//!
+//! Nonces: one nonce source per key, shared by every clone of a client. A transaction takes
+//! `max(the node's pending count, the next nonce this client handed out)` under one lock,
+//! and the nonce counts as used only once the node accepted the transaction (a send
+//! refused at gas estimation burns nothing). The batch poster signs transactions it sends
+//! later; it reserves its nonce through [`ChainClient::with_next_nonce`], under the same
+//! lock, so posting and game moves never race for a nonce.
+
+use super::batch_data::BatchData;
+use super::bindings::{DisputeGame, InferenceRollup, ModelRegistry, OneStepVerifier};
+use super::{ChainError, ErrorKind, Result, to_b256};
+use crate::claim::Claim;
+use alloy::network::{Ethereum, EthereumWallet, TransactionBuilder};
+use alloy::primitives::{Address, B256, Bytes, U256};
+use alloy::providers::{DynProvider, Provider, ProviderBuilder};
+use alloy::rpc::types::{TransactionReceipt, TransactionRequest};
+use alloy::signers::local::PrivateKeySigner;
+use alloy::sol_types::{SolCall, SolInterface};
+use alloy::transports::{RpcError, TransportError};
+use inference::merkle::MerkleProof;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Default first retry delay.
+pub const DEFAULT_RETRY_INITIAL: Duration = Duration::from_millis(200);
+/// Default longest retry delay.
+pub const DEFAULT_RETRY_MAX: Duration = Duration::from_secs(10);
+/// Default number of attempts of one RPC operation.
+pub const DEFAULT_RETRY_ATTEMPTS: u32 = 8;
+/// Default confirmations a transaction needs.
+pub const DEFAULT_CONFIRMATIONS: u64 = 1;
+/// Default receipt polling interval.
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(250);
+/// Default longest wait for a transaction to be confirmed.
+pub const DEFAULT_CONFIRM_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// How the client retries and confirms.
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    /// First retry delay (doubled on each retry).
+    pub retry_initial: Duration,
+    /// Longest retry delay.
+    pub retry_max: Duration,
+    /// Attempts of one operation before its temporary error is returned.
+    pub retry_attempts: u32,
+    /// Confirmations a transaction needs (1: mined).
+    pub confirmations: u64,
+    /// How often receipts and heads are polled.
+    pub poll_interval: Duration,
+    /// Longest wait for a transaction's confirmations.
+    pub confirm_timeout: Duration,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        Self {
+            retry_initial: DEFAULT_RETRY_INITIAL,
+            retry_max: DEFAULT_RETRY_MAX,
+            retry_attempts: DEFAULT_RETRY_ATTEMPTS,
+            confirmations: DEFAULT_CONFIRMATIONS,
+            poll_interval: DEFAULT_POLL_INTERVAL,
+            confirm_timeout: DEFAULT_CONFIRM_TIMEOUT,
+        }
+    }
+}
+
+/// The rollup's contract addresses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Addresses {
+    /// The model registry.
+    pub registry: Address,
+    /// The dispute games.
+    pub games: Address,
+    /// The rollup.
+    pub rollup: Address,
+}
+
+/// A signing client for one account on one rollup deployment. Cheap to clone; clones share
+/// the send lock.
+#[derive(Clone, Debug)]
+pub struct ChainClient {
+    provider: DynProvider,
+    account: Address,
+    addresses: Addresses,
+    config: ClientConfig,
+    /// The next nonce this client handed out, if any (shared by clones).
+    nonce: Arc<tokio::sync::Mutex<Option<u64>>>,
+}
+
+/// Renders revert data with every contract's custom errors.
+pub fn decode_revert(data: &[u8]) -> String {
+    if let Ok(e) = DisputeGame::DisputeGameErrors::abi_decode(data) {
+        return format!("{e:?}");
+    }
+    if let Ok(e) = InferenceRollup::InferenceRollupErrors::abi_decode(data) {
+        return format!("{e:?}");
+    }
+    if let Ok(e) = ModelRegistry::ModelRegistryErrors::abi_decode(data) {
+        return format!("{e:?}");
+    }
+    if let Ok(e) = OneStepVerifier::OneStepVerifierErrors::abi_decode(data) {
+        return format!("{e:?}");
+    }
+    format!("0x{}", hex::encode(data))
+}
+
+/// Classifies a transport error: unreachable nodes and nonce races are temporary, reverts
+/// and other node errors critical.
+pub fn classify(op: &'static str, e: &TransportError) -> ChainError {
+    match e {
+        RpcError::ErrorResp(payload) => {
+            if let Some(data) = payload.as_revert_data() {
+                return ChainError::Reverted {
+                    op,
+                    reason: decode_revert(&data),
+                };
+            }
+            let msg = payload.message.to_lowercase();
+            if msg.contains("revert") {
+                return ChainError::Reverted {
+                    op,
+                    reason: payload.message.to_string(),
+                };
+            }
+            let temporary = [
+                "nonce too low",
+                "already known",
+                "replacement",
+                "timeout",
+                "busy",
+            ]
+            .iter()
+            .any(|s| msg.contains(s));
+            ChainError::Rpc {
+                op,
+                message: payload.to_string(),
+                kind: if temporary {
+                    ErrorKind::Temporary
+                } else {
+                    ErrorKind::Critical
+                },
+            }
+        }
+        RpcError::Transport(_) | RpcError::NullResp => ChainError::Rpc {
+            op,
+            message: e.to_string(),
+            kind: ErrorKind::Temporary,
+        },
+        other => ChainError::Rpc {
+            op,
+            message: other.to_string(),
+            kind: ErrorKind::Critical,
+        },
+    }
+}
+
+/// Classifies a contract call error.
+pub fn classify_contract(op: &'static str, e: &alloy::contract::Error) -> ChainError {
+    match e {
+        alloy::contract::Error::TransportError(t) => classify(op, t),
+        other => match other.as_revert_data() {
+            Some(data) => ChainError::Reverted {
+                op,
+                reason: decode_revert(&data),
+            },
+            None => ChainError::Decode {
+                op,
+                message: other.to_string(),
+            },
+        },
+    }
+}
+
+impl ChainClient {
+    /// Connects to `rpc_url` signing with `signer`, for the rollup at `rollup` (the games and
+    /// registry addresses are read from it).
+    pub async fn connect(
+        rpc_url: &str,
+        signer: PrivateKeySigner,
+        rollup: Address,
+        config: ClientConfig,
+    ) -> Result<Self> {
+        let url = rpc_url.parse().map_err(|e| ChainError::Rpc {
+            op: "connect",
+            message: format!("bad RPC URL {rpc_url:?}: {e}"),
+            kind: ErrorKind::Critical,
+        })?;
+        let account = signer.address();
+        let provider = ProviderBuilder::new()
+            .wallet(EthereumWallet::from(signer))
+            .connect_http(url)
+            .erased();
+        let mut client = Self {
+            provider,
+            account,
+            addresses: Addresses {
+                registry: Address::ZERO,
+                games: Address::ZERO,
+                rollup,
+            },
+            config,
+            nonce: Arc::new(tokio::sync::Mutex::new(None)),
+        };
+        let r = InferenceRollup::new(rollup, client.provider.clone());
+        let games = client
+            .retry("rollup.games", || async {
+                r.games()
+                    .call()
+                    .await
+                    .map_err(|e| classify_contract("rollup.games", &e))
+            })
+            .await?;
+        let registry = client
+            .retry("rollup.registry", || async {
+                r.registry()
+                    .call()
+                    .await
+                    .map_err(|e| classify_contract("rollup.registry", &e))
+            })
+            .await?;
+        client.addresses.games = games;
+        client.addresses.registry = registry;
+        Ok(client)
+    }
+
+    /// The same client signing with another key (shares nothing but the node).
+    pub async fn with_signer(&self, rpc_url: &str, signer: PrivateKeySigner) -> Result<Self> {
+        Self::connect(rpc_url, signer, self.addresses.rollup, self.config.clone()).await
+    }
+
+    /// The signing account.
+    pub fn account(&self) -> Address {
+        self.account
+    }
+
+    /// The contract addresses.
+    pub fn addresses(&self) -> Addresses {
+        self.addresses
+    }
+
+    /// The provider (signing).
+    pub fn provider(&self) -> &DynProvider {
+        &self.provider
+    }
+
+    /// The client configuration.
+    pub fn config(&self) -> &ClientConfig {
+        &self.config
+    }
+
+    /// The rollup binding.
+    pub fn rollup(&self) -> InferenceRollup::InferenceRollupInstance<DynProvider> {
+        InferenceRollup::new(self.addresses.rollup, self.provider.clone())
+    }
+
+    /// The games binding.
+    pub fn games(&self) -> DisputeGame::DisputeGameInstance<DynProvider> {
+        DisputeGame::new(self.addresses.games, self.provider.clone())
+    }
+
+    /// The registry binding.
+    pub fn registry(&self) -> ModelRegistry::ModelRegistryInstance<DynProvider> {
+        ModelRegistry::new(self.addresses.registry, self.provider.clone())
+    }
+
+    /// Runs `f` until it succeeds, fails critically or has used its attempts, sleeping with
+    /// exponential backoff between attempts.
+    pub async fn retry<T, F, Fut>(&self, op: &'static str, mut f: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let mut delay = self.config.retry_initial;
+        let mut attempt = 1;
+        loop {
+            match f().await {
+                Err(e) if e.is_temporary() && attempt < self.config.retry_attempts => {
+                    tracing::warn!(target: "chain", op, attempt, error = %e, "temporary error, retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(self.config.retry_max);
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// The head block number.
+    pub async fn head(&self) -> Result<u64> {
+        self.retry("head", || async {
+            self.provider
+                .get_block_number()
+                .await
+                .map_err(|e| classify("head", &e))
+        })
+        .await
+    }
+
+    /// The timestamp of block `number`.
+    pub async fn block_timestamp(&self, number: u64) -> Result<u64> {
+        self.retry("block", || async {
+            let block = self
+                .provider
+                .get_block_by_number(number.into())
+                .await
+                .map_err(|e| classify("block", &e))?;
+            block.map(|b| b.header.timestamp).ok_or(ChainError::Rpc {
+                op: "block",
+                message: format!("block {number} not found"),
+                kind: ErrorKind::Temporary,
+            })
+        })
+        .await
+    }
+
+    /// The balance of `account`.
+    pub async fn balance(&self, account: Address) -> Result<U256> {
+        self.retry("balance", || async {
+            self.provider
+                .get_balance(account)
+                .await
+                .map_err(|e| classify("balance", &e))
+        })
+        .await
+    }
+
+    /// Sends `call` to `to` with `value` wei and waits for its confirmations. A call that
+    /// would revert fails before anything is sent, with the decoded custom error.
+    pub async fn transact<C: SolCall>(
+        &self,
+        op: &'static str,
+        to: Address,
+        call: &C,
+        value: U256,
+    ) -> Result<TransactionReceipt> {
+        let tx = TransactionRequest::default()
+            .with_from(self.account)
+            .with_to(to)
+            .with_input(Bytes::from(call.abi_encode()))
+            .with_value(value);
+        // The nonce is taken under the key's lock, from the node's pending count at every
+        // attempt (and never below a nonce the poster reserved). The provider's own nonce
+        // filler caches and would burn a nonce on a send whose gas estimate reverts,
+        // leaving every later transaction stuck behind the gap.
+        let hash = self
+            .retry(op, || async {
+                let tx = tx.clone();
+                self.with_next_nonce(|nonce| async move {
+                    let pending = self
+                        .provider
+                        .send_transaction(tx.with_nonce(nonce))
+                        .await
+                        .map_err(|e| classify(op, &e))?;
+                    Ok(*pending.tx_hash())
+                })
+                .await
+            })
+            .await?;
+        let receipt = self.wait_receipt(op, hash).await?;
+        if !receipt.status() {
+            return Err(ChainError::TxFailed { op, tx: hash });
+        }
+        tracing::debug!(target: "chain", op, tx = %hash, gas = receipt.gas_used, "confirmed");
+        Ok(receipt)
+    }
+
+    /// Runs `send` with this key's next nonce, holding the key's nonce lock: the nonce is
+    /// `max(pending count, next nonce handed out)`, and it counts as used only if `send`
+    /// succeeds. Every transaction from this key goes through here, so two tasks never get
+    /// the same nonce.
+    pub async fn with_next_nonce<T, F, Fut>(&self, send: F) -> Result<T>
+    where
+        F: FnOnce(u64) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let mut next = self.nonce.lock().await;
+        let pending = self
+            .retry("nonce", || async {
+                self.provider
+                    .get_transaction_count(self.account)
+                    .pending()
+                    .await
+                    .map_err(|e| classify("nonce", &e))
+            })
+            .await?;
+        let nonce = next.map_or(pending, |n| n.max(pending));
+        let out = send(nonce).await?;
+        *next = Some(nonce + 1);
+        Ok(out)
+    }
+
+    /// Notes that `nonce` is taken (by a transaction signed earlier and stored, not
+    /// necessarily sent yet): later transactions get higher nonces.
+    pub async fn note_nonce_taken(&self, nonce: u64) {
+        let mut next = self.nonce.lock().await;
+        *next = Some(next.map_or(nonce + 1, |n| n.max(nonce + 1)));
+    }
+
+    /// Forgets the nonces handed out: the next one is the node's pending count again
+    /// (after a transaction signed with a reserved nonce was abandoned).
+    pub async fn reset_nonce(&self) {
+        *self.nonce.lock().await = None;
+    }
+
+    /// Waits until transaction `hash` is mined with the configured confirmations.
+    pub async fn wait_receipt(&self, op: &'static str, hash: B256) -> Result<TransactionReceipt> {
+        let start = Instant::now();
+        loop {
+            let receipt = self
+                .retry(op, || async {
+                    self.provider
+                        .get_transaction_receipt(hash)
+                        .await
+                        .map_err(|e| classify(op, &e))
+                })
+                .await?;
+            if let Some(r) = receipt {
+                let mined = r.block_number.unwrap_or(u64::MAX);
+                let head = self.head().await?;
+                if head.saturating_add(1).saturating_sub(mined) >= self.config.confirmations {
+                    return Ok(r);
+                }
+            }
+            if start.elapsed() > self.config.confirm_timeout {
+                return Err(ChainError::NotConfirmed {
+                    op,
+                    tx: hash,
+                    waited: start.elapsed(),
+                });
+            }
+            tokio::time::sleep(self.config.poll_interval).await;
+        }
+    }
+
+    // ------------------------------------------------------------ sequencer
+
+    /// Registers this account as a sequencer with `stake` wei.
+    pub async fn register_sequencer(&self, stake: U256) -> Result<TransactionReceipt> {
+        self.transact(
+            "registerSequencer",
+            self.addresses.rollup,
+            &InferenceRollup::registerSequencerCall {},
+            stake,
+        )
+        .await
+    }
+
+    /// Adds `amount` wei to this sequencer's stake.
+    pub async fn add_stake(&self, amount: U256) -> Result<TransactionReceipt> {
+        self.transact(
+            "addStake",
+            self.addresses.rollup,
+            &InferenceRollup::addStakeCall {},
+            amount,
+        )
+        .await
+    }
+
+    /// Posts a batch: its claims root and count, with `data` as calldata. Returns the batch
+    /// id and the receipt.
+    pub async fn post_batch(&self, data: &BatchData) -> Result<(u64, TransactionReceipt)> {
+        let claims = data.claims()?;
+        let commitment = crate::claim::commit_batch(&claims);
+        self.post_batch_raw(
+            to_b256(commitment.root),
+            claims.len() as u32,
+            Bytes::from(data.encode()?),
+        )
+        .await
+    }
+
+    /// Posts a batch with exactly these arguments (tests post bad data with it).
+    pub async fn post_batch_raw(
+        &self,
+        root: B256,
+        count: u32,
+        data: Bytes,
+    ) -> Result<(u64, TransactionReceipt)> {
+        let call = InferenceRollup::postBatchCall {
+            claimsRoot_: root,
+            count_: count,
+            data_: data,
+        };
+        let receipt = self
+            .transact("postBatch", self.addresses.rollup, &call, U256::ZERO)
+            .await?;
+        let id = receipt
+            .inner
+            .logs()
+            .iter()
+            .find_map(|l| l.log_decode::<InferenceRollup::BatchPosted>().ok())
+            .map(|l| l.inner.data.batchId)
+            .ok_or_else(|| ChainError::Decode {
+                op: "postBatch",
+                message: "no BatchPosted event in the receipt".into(),
+            })?;
+        Ok((u256_to_u64(id, "batchId")?, receipt))
+    }
+
+    // ------------------------------------------------------------ challenger
+
+    /// Disputes claim `index` of batch `batch` with the challenger bond; returns the game id.
+    pub async fn challenge(
+        &self,
+        batch: u64,
+        index: u64,
+        claim: &Claim,
+        proof: &MerkleProof,
+    ) -> Result<(U256, TransactionReceipt)> {
+        let bond = self
+            .retry("games.challengerBond", || async {
+                self.games()
+                    .challengerBond()
+                    .call()
+                    .await
+                    .map_err(|e| classify_contract("games.challengerBond", &e))
+            })
+            .await?;
+        let call = InferenceRollup::challengeCall {
+            batchId_: U256::from(batch),
+            index_: U256::from(index),
+            claim_: rollup_claim(claim),
+            proof_: proof.siblings.iter().map(|s| to_b256(*s)).collect(),
+        };
+        let receipt = self
+            .transact("challenge", self.addresses.rollup, &call, U256::from(bond))
+            .await?;
+        let id = receipt
+            .inner
+            .logs()
+            .iter()
+            .find_map(|l| l.log_decode::<InferenceRollup::ClaimChallenged>().ok())
+            .map(|l| l.inner.data.gameId)
+            .ok_or_else(|| ChainError::Decode {
+                op: "challenge",
+                message: "no ClaimChallenged event in the receipt".into(),
+            })?;
+        Ok((id, receipt))
+    }
+
+    /// How claim `index` of batch `batch` stands: 0 pending, 1 final, 2 invalidated.
+    pub async fn claim_state(&self, batch: u64, index: u64) -> Result<u8> {
+        self.retry("rollup.claimState", || async {
+            self.rollup()
+                .claimState(U256::from(batch), U256::from(index))
+                .call()
+                .await
+                .map_err(|e| classify_contract("rollup.claimState", &e))
+        })
+        .await
+    }
+
+    /// Payouts credited to `account` by the games and not withdrawn.
+    pub async fn games_credit(&self, account: Address) -> Result<U256> {
+        self.retry("games.credit", || async {
+            self.games()
+                .credit(account)
+                .call()
+                .await
+                .map_err(|e| classify_contract("games.credit", &e))
+        })
+        .await
+    }
+
+    /// Withdraws this account's game payouts, if any; returns the amount.
+    pub async fn withdraw_game_credit(&self) -> Result<U256> {
+        let credit = self.games_credit(self.account).await?;
+        if credit.is_zero() {
+            return Ok(credit);
+        }
+        self.transact(
+            "games.withdraw",
+            self.addresses.games,
+            &DisputeGame::withdrawCall {},
+            U256::ZERO,
+        )
+        .await?;
+        Ok(credit)
+    }
+
+    /// The game `id` as the contract shows it.
+    pub async fn game(&self, id: U256) -> Result<DisputeGame::GameView> {
+        self.retry("games.game", || async {
+            self.games()
+                .game(id)
+                .call()
+                .await
+                .map_err(|e| classify_contract("games.game", &e))
+        })
+        .await
+    }
+
+    /// The transaction `hash`'s calldata, if it exists.
+    pub async fn tx_input(&self, hash: B256) -> Result<Bytes> {
+        use alloy::consensus::Transaction as _;
+        let tx = self
+            .retry("getTransaction", || async {
+                self.provider
+                    .get_transaction_by_hash(hash)
+                    .await
+                    .map_err(|e| classify("getTransaction", &e))
+            })
+            .await?
+            .ok_or(ChainError::Rpc {
+                op: "getTransaction",
+                message: format!("transaction {hash} not found"),
+                kind: ErrorKind::Temporary,
+            })?;
+        Ok(tx.input().clone())
+    }
+}
+
+/// A claim in the rollup binding's type.
+pub fn rollup_claim(c: &Claim) -> InferenceRollup::Claim {
+    InferenceRollup::Claim {
+        requestId: to_b256(c.request_id),
+        modelId: to_b256(c.model_id),
+        inputHash: to_b256(c.input_hash),
+        outputHash: to_b256(c.output_hash),
+    }
+}
+
+/// A `uint256` that must fit 64 bits.
+pub fn u256_to_u64(v: U256, what: &'static str) -> Result<u64> {
+    u64::try_from(v).map_err(|_| ChainError::Decode {
+        op: what,
+        message: format!("{v} does not fit 64 bits"),
+    })
+}
+
+/// Keeps the `Ethereum` network type named for readers of the provider type.
+pub type Network = Ethereum;

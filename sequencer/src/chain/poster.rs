@@ -1,0 +1,193 @@
+//! The sequencer's [`BatchPoster`] over the chain: signs `postBatch` transactions with an
+//! explicit nonce (so the posting state machine can store them before sending), sends the
+//! raw bytes, and reports their inclusion. The nonce is reserved from the client's nonce
+//! source ([`ChainClient::with_next_nonce`]), the one game moves use too.
+
+use super::batch_data::{BatchData, BatchEntry};
+use super::bindings::InferenceRollup;
+use super::client::{ChainClient, classify};
+use super::{ChainError, ErrorKind, Result, to_b256};
+use crate::batching::{BatchPayload, BatchPoster, TxStatus};
+use crate::db::tables::SignedTx;
+use alloy::eips::eip2718::Encodable2718;
+use alloy::network::{EthereumWallet, NetworkTransactionBuilder, TransactionBuilder};
+use alloy::primitives::{B256, Bytes, U256};
+use alloy::providers::Provider;
+use alloy::rpc::types::TransactionRequest;
+use alloy::signers::local::PrivateKeySigner;
+use alloy::sol_types::SolCall;
+use inference::import::bert;
+use inference::merkle::H256;
+use inference::tensor::Tensor;
+
+/// Posts the sequencer's batches to the rollup.
+#[derive(Clone, Debug)]
+pub struct ChainPoster {
+    client: ChainClient,
+    wallet: EthereumWallet,
+    metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
+}
+
+impl ChainPoster {
+    /// A poster sending from `signer`, the key `client` signs with.
+    pub fn new(client: ChainClient, signer: PrivateKeySigner) -> Result<Self> {
+        if signer.address() != client.account() {
+            return Err(ChainError::Local(format!(
+                "the poster's key is {}, the client's {}",
+                signer.address(),
+                client.account()
+            )));
+        }
+        Ok(Self {
+            client,
+            wallet: EthereumWallet::from(signer),
+            metrics: None,
+        })
+    }
+
+    /// Counts the gas of included batch transactions in `metrics`.
+    pub fn with_metrics(mut self, metrics: std::sync::Arc<crate::metrics::Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// The batch data of `payload`: every claim with its program input and output.
+    pub fn batch_data(payload: &BatchPayload) -> Result<BatchData> {
+        if payload.claims.len() != payload.requests.len() {
+            return Err(ChainError::Local(format!(
+                "{} claims for {} requests",
+                payload.claims.len(),
+                payload.requests.len()
+            )));
+        }
+        let entries = payload
+            .claims
+            .iter()
+            .zip(&payload.requests)
+            .map(|(claim, r)| {
+                let input = bert::input(&r.input.tokens, r.input.seq_len as usize)
+                    .map_err(|e| ChainError::Local(format!("request {}: input: {e}", r.id)))?;
+                let out = r
+                    .output
+                    .as_ref()
+                    .ok_or_else(|| ChainError::Local(format!("request {} has no output", r.id)))?;
+                let shape: Vec<usize> = out.shape.iter().map(|&d| d as usize).collect();
+                let output = Tensor::from_le_bytes(out.dtype, shape, &out.data)
+                    .map_err(|e| ChainError::Local(format!("request {}: output: {e}", r.id)))?;
+                Ok(BatchEntry {
+                    request_id: claim.request_id,
+                    model_id: claim.model_id,
+                    input,
+                    output,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let data = BatchData { entries };
+        if data.claims()? != payload.claims {
+            return Err(ChainError::Inconsistent(
+                "the stored inputs and outputs do not give the batch's claims".into(),
+            ));
+        }
+        Ok(data)
+    }
+
+    async fn sign_payload(&self, payload: &BatchPayload) -> Result<SignedTx> {
+        let data = Self::batch_data(payload)?;
+        let commitment = crate::claim::commit_batch(&payload.claims);
+        let call = InferenceRollup::postBatchCall {
+            claimsRoot_: to_b256(commitment.root),
+            count_: payload.claims.len() as u32,
+            data_: Bytes::from(data.encode()?),
+        };
+        let p = self.client.provider();
+        let from = self.client.account();
+        let chain_id = p
+            .get_chain_id()
+            .await
+            .map_err(|e| classify("chainId", &e))?;
+        let input = Bytes::from(call.abi_encode());
+        let rollup = self.client.addresses().rollup;
+        self.client
+            .with_next_nonce(|nonce| async move {
+                let mut tx = TransactionRequest::default()
+                    .with_from(from)
+                    .with_to(rollup)
+                    .with_input(input)
+                    .with_value(U256::ZERO)
+                    .with_nonce(nonce)
+                    .with_chain_id(chain_id);
+                let gas = p
+                    .estimate_gas(tx.clone())
+                    .await
+                    .map_err(|e| classify("estimateGas postBatch", &e))?;
+                let fees = p
+                    .estimate_eip1559_fees()
+                    .await
+                    .map_err(|e| classify("fees", &e))?;
+                tx = tx
+                    .with_gas_limit(gas + gas / 5)
+                    .with_max_fee_per_gas(fees.max_fee_per_gas)
+                    .with_max_priority_fee_per_gas(fees.max_priority_fee_per_gas);
+                let envelope = tx.build(&self.wallet).await.map_err(|e| ChainError::Rpc {
+                    op: "sign postBatch",
+                    message: e.to_string(),
+                    kind: ErrorKind::Critical,
+                })?;
+                Ok(SignedTx {
+                    hash: H256(envelope.tx_hash().0),
+                    raw: envelope.encoded_2718(),
+                    nonce,
+                })
+            })
+            .await
+    }
+}
+
+impl BatchPoster for ChainPoster {
+    type Error = ChainError;
+
+    async fn sign(&self, payload: &BatchPayload) -> Result<SignedTx> {
+        self.sign_payload(payload).await
+    }
+
+    async fn send(&self, tx: &SignedTx) -> Result<()> {
+        match self.client.provider().send_raw_transaction(&tx.raw).await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                // Already known or already included: the same bytes were sent before.
+                let msg = e.to_string().to_lowercase();
+                if msg.contains("already known") || msg.contains("nonce too low") {
+                    return Ok(());
+                }
+                Err(classify("send postBatch", &e))
+            }
+        }
+    }
+
+    async fn status(&self, tx_hash: H256) -> Result<TxStatus> {
+        let p = self.client.provider();
+        let hash = B256::from(tx_hash.0);
+        if let Some(r) = p
+            .get_transaction_receipt(hash)
+            .await
+            .map_err(|e| classify("receipt", &e))?
+        {
+            if let Some(m) = &self.metrics {
+                m.gas_spent(crate::metrics::GasPurpose::Post, r.gas_used);
+            }
+            return Ok(TxStatus::Included {
+                block: r.block_number.unwrap_or_default(),
+                success: r.status(),
+            });
+        }
+        let pending = p
+            .get_transaction_by_hash(hash)
+            .await
+            .map_err(|e| classify("getTransaction", &e))?;
+        Ok(if pending.is_some() {
+            TxStatus::Pending
+        } else {
+            TxStatus::Unknown
+        })
+    }
+}

@@ -1,0 +1,492 @@
+//! The sequencer's database: its tables ([`tables`]) and the transactions that move
+//! requests and batches through their states, each one atomic.
+
+mod games;
+pub mod tables;
+
+use crate::claim::{Claim, commit_batch};
+use crate::storage::{Database, Result as StorageResult, StorageError, TableStats, Tx};
+use signet_libmdbx::tx::{RoSync, RwSync};
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+use tables::*;
+
+/// A database error.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// The storage layer failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// The database was written by another schema version.
+    #[error("database schema version {found}, this build reads {expected}")]
+    SchemaVersion {
+        /// The version found.
+        found: u64,
+        /// The version of this build.
+        expected: u64,
+    },
+    /// A blocking database task did not finish (it panicked or was cancelled).
+    #[error("database task: {0}")]
+    Task(String),
+    /// A record another record points at is missing (a bug or a damaged database).
+    #[error("{what} {id} is missing")]
+    Missing {
+        /// What kind of record.
+        what: &'static str,
+        /// Its key.
+        id: u64,
+    },
+}
+
+/// The result type of this module.
+pub type Result<T, E = DbError> = std::result::Result<T, E>;
+
+/// Runs a database closure on tokio's blocking pool (MDBX calls block on I/O).
+pub async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Err(DbError::Task(e.to_string())))
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A request to accept: everything but its number, status and times.
+#[derive(Clone, Debug)]
+pub struct NewRequest {
+    /// The model family's name.
+    pub model: String,
+    /// The bucket's model id.
+    pub model_id: inference::merkle::H256,
+    /// The input.
+    pub input: InputRecord,
+}
+
+/// The result of executing one request.
+#[derive(Clone, Debug)]
+pub struct Execution {
+    /// The request number.
+    pub id: u64,
+    /// The output, or why it failed.
+    pub output: Result<TensorRecord, String>,
+}
+
+/// The batch queue at a glance.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BatchQueueState {
+    /// Executed requests waiting for a batch.
+    pub len: usize,
+    /// When the oldest of them was executed (ms), if any.
+    pub oldest_ms: Option<u64>,
+}
+
+/// Everything known about one request.
+#[derive(Clone, Debug)]
+pub struct RequestView {
+    /// The request.
+    pub request: RequestRecord,
+    /// Its claim, once executed.
+    pub claim: Option<ClaimRecord>,
+    /// Its batch, once batched.
+    pub batch: Option<BatchRecord>,
+}
+
+/// The sequencer's database.
+#[derive(Clone, Debug)]
+pub struct SequencerDb {
+    db: Database,
+    sequencer: [u8; 20],
+}
+
+/// An on-chain request to accept, with its on-chain id.
+#[derive(Clone, Debug)]
+pub struct ChainRequest {
+    /// The request id the rollup assigned (the claim's request id).
+    pub request_id: inference::merkle::H256,
+    /// The request.
+    pub request: NewRequest,
+}
+
+impl SequencerDb {
+    /// Opens (creating if needed) the database at `path`, checking its schema version.
+    pub fn open(path: &Path) -> Result<Self> {
+        let db = Database::open::<SequencerTables>(path)?;
+        let key = "schema_version".to_string();
+        db.update(|tx| match tx.get::<Meta>(&key)? {
+            None => Ok(tx.put::<Meta>(&key, &SCHEMA_VERSION)?),
+            Some(found) if found == SCHEMA_VERSION => Ok(()),
+            Some(found) => Err(DbError::SchemaVersion {
+                found,
+                expected: SCHEMA_VERSION,
+            }),
+        })?;
+        Ok(Self {
+            db,
+            sequencer: [0; 20],
+        })
+    }
+
+    /// The same database with HTTP requests accepted from now on identified under
+    /// `sequencer`'s address ([`crate::claim::http_request_id`]); zero by default.
+    pub fn with_sequencer(mut self, sequencer: [u8; 20]) -> Self {
+        self.sequencer = sequencer;
+        self
+    }
+
+    /// The address HTTP request ids are derived from.
+    pub fn sequencer(&self) -> [u8; 20] {
+        self.sequencer
+    }
+
+    /// The typed database underneath.
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
+    /// Accepts requests in one transaction: once this returns they survive a crash.
+    /// Returns their numbers, in order.
+    pub fn accept(&self, requests: Vec<NewRequest>) -> Result<Vec<u64>> {
+        let now = now_ms();
+        self.db.update(|tx| {
+            let first = tx.last::<Requests>()?.map_or(0, |(id, _)| id + 1);
+            let mut ids = Vec::with_capacity(requests.len());
+            for (next, r) in (first..).zip(requests) {
+                let request_id = crate::claim::http_request_id(self.sequencer, next);
+                put_new(tx, next, request_id, false, r, now)?;
+                ids.push(next);
+            }
+            Ok(ids)
+        })
+    }
+
+    /// Accepts on-chain requests and moves follower `cursor_name`'s cursor to `cursor`, in
+    /// one transaction: after a crash either both happened or neither, so a restart that
+    /// resumes after the cursor neither loses nor repeats a request. A request whose id is
+    /// already stored is skipped. Returns the numbers of the requests stored, with their
+    /// on-chain ids.
+    pub fn accept_on_chain(
+        &self,
+        requests: Vec<ChainRequest>,
+        cursor_name: &str,
+        cursor: ChainCursor,
+    ) -> Result<Vec<(u64, inference::merkle::H256)>> {
+        let now = now_ms();
+        let name = cursor_name.to_string();
+        self.db.update(|tx| {
+            let mut next = tx.last::<Requests>()?.map_or(0, |(id, _)| id + 1);
+            let mut stored = Vec::with_capacity(requests.len());
+            for r in requests {
+                if tx.get::<RequestIds>(&r.request_id)?.is_some() {
+                    continue;
+                }
+                put_new(tx, next, r.request_id, true, r.request, now)?;
+                stored.push((next, r.request_id));
+                next += 1;
+            }
+            tx.put::<ChainCursors>(&name, &cursor)?;
+            Ok(stored)
+        })
+    }
+
+    /// Where follower `name` stopped, if it ever ran.
+    pub fn chain_cursor(&self, name: &str) -> Result<Option<ChainCursor>> {
+        let name = name.to_string();
+        Ok(self.db.view(|tx| tx.get::<ChainCursors>(&name))?)
+    }
+
+    /// Moves follower `name`'s cursor.
+    pub fn set_chain_cursor(&self, name: &str, cursor: ChainCursor) -> Result<()> {
+        let name = name.to_string();
+        Ok(self
+            .db
+            .update(|tx| tx.put::<ChainCursors>(&name, &cursor))?)
+    }
+
+    /// The request number of claim id `request_id`, if stored.
+    pub fn request_number(&self, request_id: inference::merkle::H256) -> Result<Option<u64>> {
+        Ok(self.db.view(|tx| tx.get::<RequestIds>(&request_id))?)
+    }
+
+    /// Accepted requests not executed yet, oldest first (after a restart).
+    pub fn unexecuted(&self) -> Result<Vec<RequestRecord>> {
+        self.db.view(|tx| {
+            let queued = tx.walk::<ExecutionQueue>(None, usize::MAX)?;
+            queued.into_iter().map(|(id, ())| request(tx, id)).collect()
+        })
+    }
+
+    /// Stores execution results in one transaction: outputs and claims, and moves each
+    /// request from the execution queue to the batch queue (or marks it failed). Results
+    /// for requests no longer queued are ignored, so storing twice is harmless.
+    pub fn record_executions(&self, results: &[Execution]) -> Result<()> {
+        let now = now_ms();
+        self.db.update(|tx| {
+            for r in results {
+                if !tx.delete::<ExecutionQueue>(&r.id)? {
+                    continue;
+                }
+                let mut record = request(tx, r.id)?;
+                record.executed_at_ms = Some(now);
+                match &r.output {
+                    Ok(output) => {
+                        let claim = Claim {
+                            request_id: record.request_id,
+                            model_id: record.model_id,
+                            input_hash: record.input.hash,
+                            output_hash: output.hash,
+                        };
+                        record.output = Some(output.clone());
+                        tx.put::<Claims>(
+                            &r.id,
+                            &ClaimRecord {
+                                claim,
+                                inclusion: None,
+                            },
+                        )?;
+                        tx.put::<BatchQueue>(&r.id, &now)?;
+                    }
+                    Err(e) => {
+                        record.status = RequestStatus::Failed;
+                        record.error = Some(e.clone());
+                    }
+                }
+                tx.put::<Requests>(&r.id, &record)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// The batch queue's length and age.
+    pub fn batch_queue(&self) -> Result<BatchQueueState> {
+        self.db.view(|tx| {
+            Ok(BatchQueueState {
+                len: tx.entries::<BatchQueue>()?,
+                // Requests are executed roughly in order; the first is the oldest within the
+                // granularity that matters for batching by age.
+                oldest_ms: tx.first::<BatchQueue>()?.map(|(_, t)| t),
+            })
+        })
+    }
+
+    /// The execution queue's length.
+    pub fn execution_queue_len(&self) -> Result<usize> {
+        Ok(self.db.view(|tx| tx.entries::<ExecutionQueue>())?)
+    }
+
+    /// Builds a batch of up to `max_size` queued claims in one transaction: the batch
+    /// record, each claim's inclusion proof and each request's status move together.
+    /// Returns `None` when the queue is empty.
+    pub fn make_batch(&self, max_size: usize) -> Result<Option<BatchRecord>> {
+        let now = now_ms();
+        self.db.update(|tx| {
+            let queued = tx.walk::<BatchQueue>(None, max_size.max(1))?;
+            if queued.is_empty() {
+                return Ok(None);
+            }
+            let id = tx.last::<Batches>()?.map_or(0, |(id, _)| id + 1);
+            let ids: Vec<u64> = queued.iter().map(|(id, _)| *id).collect();
+            let mut claims = Vec::with_capacity(ids.len());
+            for &rid in &ids {
+                let record = tx.get::<Claims>(&rid)?.ok_or(DbError::Missing {
+                    what: "claim",
+                    id: rid,
+                })?;
+                claims.push(record.claim);
+            }
+            let commitment = commit_batch(&claims);
+            for (index, ((&rid, claim), proof)) in
+                ids.iter().zip(claims).zip(commitment.proofs).enumerate()
+            {
+                tx.put::<Claims>(
+                    &rid,
+                    &ClaimRecord {
+                        claim,
+                        inclusion: Some(Inclusion {
+                            batch: id,
+                            index: index as u64,
+                            proof,
+                        }),
+                    },
+                )?;
+                let mut record = request(tx, rid)?;
+                record.status = RequestStatus::Batched;
+                record.batch = Some(id);
+                tx.put::<Requests>(&rid, &record)?;
+                tx.delete::<BatchQueue>(&rid)?;
+            }
+            let batch = BatchRecord {
+                id,
+                requests: ids,
+                claims_root: commitment.root,
+                status: BatchStatus::Ready,
+                created_at_ms: now,
+                attempts: 0,
+            };
+            tx.put::<Batches>(&id, &batch)?;
+            tx.put::<UnpostedBatches>(&id, &())?;
+            Ok(Some(batch))
+        })
+    }
+
+    /// Batches not confirmed on chain yet, oldest first.
+    pub fn unposted_batches(&self) -> Result<Vec<BatchRecord>> {
+        self.db.view(|tx| {
+            tx.walk::<UnpostedBatches>(None, usize::MAX)?
+                .into_iter()
+                .map(|(id, ())| batch(tx, id))
+                .collect()
+        })
+    }
+
+    /// One batch.
+    pub fn batch(&self, id: u64) -> Result<Option<BatchRecord>> {
+        Ok(self.db.view(|tx| tx.get::<Batches>(&id))?)
+    }
+
+    /// Stores a batch's new status (and attempt count). Once it is posted, its requests
+    /// become posted and it leaves the unposted set, in the same transaction.
+    pub fn set_batch_status(&self, id: u64, status: BatchStatus, attempts: u32) -> Result<()> {
+        self.db.update(|tx| {
+            let mut record = batch(tx, id)?;
+            if matches!(status, BatchStatus::Posted { .. }) {
+                for &rid in &record.requests {
+                    let mut r = request(tx, rid)?;
+                    if r.status == RequestStatus::Batched {
+                        r.status = RequestStatus::Posted;
+                        tx.put::<Requests>(&rid, &r)?;
+                    }
+                }
+                tx.delete::<UnpostedBatches>(&id)?;
+            }
+            record.status = status;
+            record.attempts = attempts;
+            tx.put::<Batches>(&id, &record)?;
+            Ok(())
+        })
+    }
+
+    /// Everything about one request.
+    pub fn request(&self, id: u64) -> Result<Option<RequestView>> {
+        self.db.view(|tx| {
+            let Some(request) = tx.get::<Requests>(&id)? else {
+                return Ok(None);
+            };
+            let claim = tx.get::<Claims>(&id)?;
+            let batch = match request.batch {
+                Some(b) => tx.get::<Batches>(&b)?,
+                None => None,
+            };
+            Ok(Some(RequestView {
+                request,
+                claim,
+                batch,
+            }))
+        })
+    }
+
+    /// Up to `limit` requests from number `from` on.
+    pub fn requests(&self, from: u64, limit: usize) -> Result<Vec<RequestRecord>> {
+        Ok(self.db.view(|tx| {
+            Ok::<_, StorageError>(
+                tx.walk::<Requests>(Some(&from), limit)?
+                    .into_iter()
+                    .map(|(_, r)| r)
+                    .collect(),
+            )
+        })?)
+    }
+
+    /// Per-table statistics.
+    pub fn stats(&self) -> Result<Vec<TableStats>> {
+        use crate::storage::Schema;
+        Ok(self.db.stats(SequencerTables::TABLES)?)
+    }
+
+    /// A read-only snapshot, for inspection.
+    pub fn tx(&self) -> StorageResult<Tx<RoSync>> {
+        self.db.tx()
+    }
+
+    /// A read-write transaction, for tools and tests.
+    pub fn tx_mut(&self) -> StorageResult<Tx<RwSync>> {
+        self.db.tx_mut()
+    }
+}
+
+/// Stores a new pending request and queues it for execution.
+fn put_new(
+    tx: &Tx<RwSync>,
+    id: u64,
+    request_id: inference::merkle::H256,
+    on_chain: bool,
+    r: NewRequest,
+    now: u64,
+) -> Result<()> {
+    let record = RequestRecord {
+        id,
+        request_id,
+        on_chain,
+        status: RequestStatus::Pending,
+        model: r.model,
+        model_id: r.model_id,
+        input: r.input,
+        output: None,
+        error: None,
+        batch: None,
+        accepted_at_ms: now,
+        executed_at_ms: None,
+    };
+    tx.put::<Requests>(&id, &record)?;
+    tx.put::<RequestIds>(&request_id, &id)?;
+    tx.put::<ExecutionQueue>(&id, &())?;
+    Ok(())
+}
+
+fn request<K: signet_libmdbx::tx::TransactionKind>(tx: &Tx<K>, id: u64) -> Result<RequestRecord> {
+    tx.get::<Requests>(&id)?.ok_or(DbError::Missing {
+        what: "request",
+        id,
+    })
+}
+
+fn batch<K: signet_libmdbx::tx::TransactionKind>(tx: &Tx<K>, id: u64) -> Result<BatchRecord> {
+    tx.get::<Batches>(&id)?
+        .ok_or(DbError::Missing { what: "batch", id })
+}
+
+/// A summary of the database for `sequencer db stats`: each table's entries and size,
+/// requests by status and batches by status.
+pub fn inspect(db: &SequencerDb) -> Result<serde_json::Value> {
+    use std::collections::BTreeMap;
+    let tables = db.stats()?;
+    let (requests, batches) = db.db.view(|tx| {
+        let mut requests: BTreeMap<&'static str, u64> = BTreeMap::new();
+        let mut cursor = tx.cursor::<Requests>()?;
+        let mut next = cursor.first()?;
+        while let Some((_, r)) = next {
+            *requests.entry(r.status.as_str()).or_default() += 1;
+            next = cursor.next()?;
+        }
+        let mut batches: BTreeMap<&'static str, u64> = BTreeMap::new();
+        let mut cursor = tx.cursor::<Batches>()?;
+        let mut next = cursor.first()?;
+        while let Some((_, b)) = next {
+            *batches.entry(b.status.as_str()).or_default() += 1;
+            next = cursor.next()?;
+        }
+        Ok::<_, DbError>((requests, batches))
+    })?;
+    Ok(serde_json::json!({
+        "path": db.db.path(),
+        "schema_version": SCHEMA_VERSION,
+        "tables": tables,
+        "requests_by_status": requests,
+        "batches_by_status": batches,
+    }))
+}

@@ -1,0 +1,317 @@
+//! The sequencer's tables and the records stored in them.
+
+use crate::claim::Claim;
+use crate::storage::{Schema, Table};
+use inference::DType;
+use inference::merkle::{H256, MerkleProof};
+use serde::{Deserialize, Serialize};
+
+/// The schema version this build writes; a database of another version is refused.
+///
+/// Version 2: requests carry their claim id (`request_id`) and origin (`on_chain`); the
+/// `RequestIds` index.
+pub const SCHEMA_VERSION: u64 = 2;
+
+/// Declares a table type.
+macro_rules! table {
+    ($(#[$doc:meta])* $name:ident: $key:ty => $value:ty) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug)]
+        pub struct $name;
+
+        impl Table for $name {
+            const NAME: &'static str = stringify!($name);
+            type Key = $key;
+            type Value = $value;
+        }
+    };
+}
+
+table!(
+    /// Every accepted request, by request number.
+    Requests: u64 => RequestRecord
+);
+table!(
+    /// Request numbers by claim id (an on-chain request id, or an HTTP request's
+    /// `keccak256(abi.encode(sequencer, localId))`).
+    RequestIds: H256 => u64
+);
+table!(
+    /// Accepted requests not executed yet (the execution queue, rebuilt after a restart).
+    ExecutionQueue: u64 => ()
+);
+table!(
+    /// Executed requests not in a batch yet, with the time they were executed (ms).
+    BatchQueue: u64 => u64
+);
+table!(
+    /// Each executed request's claim and, once batched, its place in the batch.
+    Claims: u64 => ClaimRecord
+);
+table!(
+    /// Batches by number.
+    Batches: u64 => BatchRecord
+);
+table!(
+    /// Batches the chain has not confirmed yet.
+    UnpostedBatches: u64 => ()
+);
+table!(
+    /// Dispute games against this sequencer's claims, by game number.
+    Games: u64 => GameRecord
+);
+table!(
+    /// How far each chain follower has read (by follower name).
+    ChainCursors: String => ChainCursor
+);
+table!(
+    /// Database metadata (schema version).
+    Meta: String => u64
+);
+
+/// The sequencer's schema.
+#[derive(Clone, Copy, Debug)]
+pub struct SequencerTables;
+
+impl Schema for SequencerTables {
+    const TABLES: &'static [&'static str] = &[
+        Requests::NAME,
+        RequestIds::NAME,
+        ExecutionQueue::NAME,
+        BatchQueue::NAME,
+        Claims::NAME,
+        Batches::NAME,
+        UnpostedBatches::NAME,
+        Games::NAME,
+        ChainCursors::NAME,
+        Meta::NAME,
+    ];
+}
+
+/// Where a request stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RequestStatus {
+    /// Accepted (committed); executed or not, not in a batch yet.
+    Pending,
+    /// In a batch that is not posted yet.
+    Batched,
+    /// Its batch is on chain; the challenge window runs.
+    Posted,
+    /// Past the challenge window, or every game won: it never changes again.
+    Final,
+    /// A game against its claim is open.
+    Disputed,
+    /// Its claim lost a game.
+    Invalidated,
+    /// It could not be executed (the error says why); it is never batched.
+    Failed,
+}
+
+impl RequestStatus {
+    /// The lower-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Batched => "batched",
+            Self::Posted => "posted",
+            Self::Final => "final",
+            Self::Disputed => "disputed",
+            Self::Invalidated => "invalidated",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// The input of a request as it was run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InputRecord {
+    /// The text, if the request gave text.
+    pub text: Option<String>,
+    /// The token ids (from the tokenizer, or as given).
+    pub tokens: Vec<u32>,
+    /// The program's sequence length (bucket).
+    pub seq_len: u32,
+    /// The tensor hash of the program input.
+    pub hash: H256,
+}
+
+/// A tensor as stored: dtype, shape and little-endian bytes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TensorRecord {
+    /// The element type.
+    pub dtype: DType,
+    /// The shape.
+    pub shape: Vec<u32>,
+    /// Row-major elements, each little-endian.
+    pub data: Vec<u8>,
+    /// The tensor hash.
+    pub hash: H256,
+}
+
+/// One accepted request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestRecord {
+    /// The request number (local to this sequencer).
+    pub id: u64,
+    /// The claim id: the on-chain request id, or for an HTTP request
+    /// [`crate::claim::http_request_id`] of this sequencer's address and `id`.
+    pub request_id: H256,
+    /// Whether it came from the rollup's `requestInference` rather than HTTP.
+    pub on_chain: bool,
+    /// Where it stands.
+    pub status: RequestStatus,
+    /// The model family's name.
+    pub model: String,
+    /// The model id of the bucket that runs it.
+    pub model_id: H256,
+    /// The input.
+    pub input: InputRecord,
+    /// The output, once executed.
+    pub output: Option<TensorRecord>,
+    /// Why execution failed, if it did.
+    pub error: Option<String>,
+    /// Its batch, once batched.
+    pub batch: Option<u64>,
+    /// Accepted at (ms since the Unix epoch).
+    pub accepted_at_ms: u64,
+    /// Executed at (ms since the Unix epoch).
+    pub executed_at_ms: Option<u64>,
+}
+
+/// A claim's place in its batch.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Inclusion {
+    /// The batch number.
+    pub batch: u64,
+    /// The claim's leaf index.
+    pub index: u64,
+    /// The proof against the batch's claims root.
+    pub proof: MerkleProof,
+}
+
+/// A claim and, once batched, its inclusion.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClaimRecord {
+    /// The claim.
+    pub claim: Claim,
+    /// Its place in a batch.
+    pub inclusion: Option<Inclusion>,
+}
+
+/// A transaction signed for posting a batch, kept so a restart re-sends the same one.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedTx {
+    /// The transaction hash.
+    pub hash: H256,
+    /// The signed, encoded transaction.
+    pub raw: Vec<u8>,
+    /// The sender's nonce it uses.
+    pub nonce: u64,
+}
+
+/// Where a batch stands on its way to the chain.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BatchStatus {
+    /// Built and committed; nothing signed yet.
+    Ready,
+    /// A transaction is signed and stored, maybe not sent.
+    Signed(SignedTx),
+    /// The transaction was handed to the chain at least once.
+    Sent {
+        /// The transaction.
+        tx: SignedTx,
+        /// When it was last sent (ms since the Unix epoch).
+        sent_at_ms: u64,
+    },
+    /// Included on chain.
+    Posted {
+        /// The transaction hash.
+        tx_hash: H256,
+        /// The block that includes it.
+        block: u64,
+    },
+}
+
+impl BatchStatus {
+    /// The lower-case name.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Ready => "ready",
+            Self::Signed(_) => "signed",
+            Self::Sent { .. } => "sent",
+            Self::Posted { .. } => "posted",
+        }
+    }
+
+    /// The transaction hash, once signed.
+    pub fn tx_hash(&self) -> Option<H256> {
+        match self {
+            Self::Ready => None,
+            Self::Signed(tx) | Self::Sent { tx, .. } => Some(tx.hash),
+            Self::Posted { tx_hash, .. } => Some(*tx_hash),
+        }
+    }
+}
+
+/// A batch of claims.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchRecord {
+    /// The batch number.
+    pub id: u64,
+    /// Its requests, in leaf order.
+    pub requests: Vec<u64>,
+    /// The Merkle root over the claims' leaves.
+    pub claims_root: H256,
+    /// Where it stands.
+    pub status: BatchStatus,
+    /// Built at (ms since the Unix epoch).
+    pub created_at_ms: u64,
+    /// Signing attempts so far (a reverted transaction makes another).
+    pub attempts: u32,
+}
+
+/// Where a dispute game stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GameStatus {
+    /// Being played.
+    Open,
+    /// Won by this sequencer.
+    Won,
+    /// Lost by this sequencer.
+    Lost,
+}
+
+/// A dispute game against one of this sequencer's claims (recorded by
+/// [`crate::chain::watch`] before it plays the game).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GameRecord {
+    /// The game's on-chain id (32 bytes, big-endian).
+    pub game_id: H256,
+    /// The disputed claim's batch (its on-chain id).
+    pub batch: u64,
+    /// The disputed claim's index in the batch.
+    pub index: u64,
+    /// The disputed request, when it is one of this database's.
+    pub request: Option<u64>,
+    /// The challenger's address (20 bytes).
+    pub challenger: Vec<u8>,
+    /// Where it stands.
+    pub status: GameStatus,
+    /// The defender bond locked from the stake (wei).
+    pub bond_wei: u128,
+    /// The block the game opened in.
+    pub opened_block: u64,
+    /// Recorded at (ms since the Unix epoch).
+    pub opened_at_ms: u64,
+}
+
+/// How far a chain follower has read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainCursor {
+    /// The last block fully processed.
+    pub block: u64,
+    /// Its hash, to notice reorgs.
+    pub block_hash: H256,
+}

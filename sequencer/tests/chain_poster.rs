@@ -1,0 +1,226 @@
+//! The sequencer's chain poster against a real anvil with the real contracts: a batch is
+//! signed with an explicit nonce, sent (twice: the second send is a no-op), included, and
+//! its calldata decodes back to the same claims, inputs and outputs.
+
+mod common;
+
+use alloy::primitives::U256;
+use inference::DType;
+use inference::commit::tensor_hash;
+use inference::import::bert;
+use inference::merkle::H256;
+use inference::tensor::Tensor;
+use sequencer::batching::{BatchPayload, BatchPoster, TxStatus};
+use sequencer::chain::follower::fetch_batch_data;
+use sequencer::chain::{
+    ChainClient, ChainEvent, ChainPoster, ClientConfig, DeployConfig, EventFollower,
+};
+use sequencer::claim::{Claim, commit_batch, request_word};
+use sequencer::db::tables::{
+    BatchRecord, BatchStatus, InputRecord, RequestRecord, RequestStatus, TensorRecord,
+};
+
+fn request(id: u64) -> (Claim, RequestRecord) {
+    let tokens = vec![101, 2000 + id as u32, 102];
+    let input = bert::input(&tokens, 16).unwrap();
+    let output = Tensor::from_i8(vec![4], vec![1, -2, 3, id as i8]).unwrap();
+    let model_id = H256([9; 32]);
+    let claim = Claim {
+        request_id: request_word(id),
+        model_id,
+        input_hash: tensor_hash(&input),
+        output_hash: tensor_hash(&output),
+    };
+    let record = RequestRecord {
+        id,
+        request_id: claim.request_id,
+        on_chain: false,
+        status: RequestStatus::Batched,
+        model: "minilm".into(),
+        model_id,
+        input: InputRecord {
+            text: None,
+            tokens,
+            seq_len: 16,
+            hash: claim.input_hash,
+        },
+        output: Some(TensorRecord {
+            dtype: DType::I8,
+            shape: vec![4],
+            data: output.to_le_bytes(),
+            hash: claim.output_hash,
+        }),
+        error: None,
+        batch: Some(1),
+        accepted_at_ms: 0,
+        executed_at_ms: Some(0),
+    };
+    (claim, record)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poster_signs_sends_and_the_data_decodes_back() {
+    let net = common::devnet(&DeployConfig::default()).await;
+    let (anvil, deployment) = (&net.anvil, &net.deployment);
+    let key = |i: usize| net.keys[i].clone();
+    let client = ChainClient::connect(
+        &anvil.endpoint(),
+        key(1),
+        deployment.rollup,
+        ClientConfig::default(),
+    )
+    .await
+    .unwrap();
+    client
+        .register_sequencer(U256::from(DeployConfig::default().min_stake))
+        .await
+        .unwrap();
+    let (claims, requests): (Vec<Claim>, Vec<RequestRecord>) = (1..=3).map(request).unzip();
+    let payload = BatchPayload {
+        batch: BatchRecord {
+            id: 1,
+            requests: vec![1, 2, 3],
+            claims_root: commit_batch(&claims).root,
+            status: BatchStatus::Ready,
+            created_at_ms: 0,
+            attempts: 0,
+        },
+        claims: claims.clone(),
+        requests,
+    };
+    let poster = ChainPoster::new(client.clone(), key(1)).unwrap();
+    let tx = poster.sign(&payload).await.unwrap();
+    assert_eq!(poster.status(tx.hash).await.unwrap(), TxStatus::Unknown);
+    poster.send(&tx).await.unwrap();
+    poster.send(&tx).await.unwrap();
+    let TxStatus::Included { success, .. } = poster.status(tx.hash).await.unwrap() else {
+        panic!("not included")
+    };
+    assert!(success);
+    let (events, _) = EventFollower::new(client.clone(), 0, 0)
+        .poll()
+        .await
+        .unwrap();
+    let posted = events
+        .iter()
+        .find_map(|e| match e {
+            ChainEvent::BatchPosted { pos, count, .. } => Some((pos.tx, *count)),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(posted.0.0, tx.hash.0);
+    assert_eq!(posted.1, 3);
+    let data = fetch_batch_data(&client, posted.0).await.unwrap();
+    assert_eq!(data.claims().unwrap(), claims);
+}
+
+/// The poster and the game moves share one nonce source per key: a transaction sent between
+/// a batch's signing and its sending takes the next nonce instead of the batch's (which
+/// would leave the stored batch transaction unminable), and so does one sent by a restarted
+/// process told of the stored batch's nonce.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_between_signing_and_sending_takes_the_next_nonce() {
+    use alloy::consensus::Transaction as _;
+    use alloy::providers::Provider;
+    let net = common::devnet(&DeployConfig::default()).await;
+    let (anvil, deployment) = (&net.anvil, &net.deployment);
+    let key = net.keys[1].clone();
+    let endpoint = anvil.endpoint();
+    let connect = || {
+        ChainClient::connect(
+            &endpoint,
+            key.clone(),
+            deployment.rollup,
+            ClientConfig::default(),
+        )
+    };
+    let client = connect().await.unwrap();
+    client
+        .register_sequencer(U256::from(DeployConfig::default().min_stake))
+        .await
+        .unwrap();
+    let payload = |first: u64| {
+        let (claims, requests): (Vec<Claim>, Vec<RequestRecord>) =
+            (first..first + 2).map(request).unzip();
+        BatchPayload {
+            batch: BatchRecord {
+                id: first,
+                requests: vec![first, first + 1],
+                claims_root: commit_batch(&claims).root,
+                status: BatchStatus::Ready,
+                created_at_ms: 0,
+                attempts: 0,
+            },
+            claims,
+            requests,
+        }
+    };
+    let nonce_of = |client: &ChainClient, hash: alloy::primitives::B256| {
+        let p = client.provider().clone();
+        async move {
+            p.get_transaction_by_hash(hash)
+                .await
+                .unwrap()
+                .unwrap()
+                .nonce()
+        }
+    };
+
+    // Same process: sign, a stake top-up in between (it waits for its receipt, which needs
+    // the batch's nonce mined first), then send.
+    for (i, restarted) in [(1u64, false), (10, true)] {
+        let client = if restarted {
+            // A new process: a fresh client told of the stored transaction's nonce.
+            connect().await.unwrap()
+        } else {
+            client.clone()
+        };
+        let poster = ChainPoster::new(client.clone(), key.clone()).unwrap();
+        let tx = poster.sign(&payload(i)).await.unwrap();
+        let client = if restarted {
+            let fresh = connect().await.unwrap();
+            fresh.note_nonce_taken(tx.nonce).await;
+            fresh
+        } else {
+            client
+        };
+        let top_up = {
+            let c = client.clone();
+            tokio::spawn(async move { c.add_stake(U256::from(1)).await })
+        };
+        // Let the top-up reach the node first (queued behind the batch's nonce, or, with a
+        // wrong nonce, mined at once).
+        let p = client.provider().clone();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let pool: serde_json::Value = p.raw_request("txpool_status".into(), ()).await.unwrap();
+            let queued = u64::from_str_radix(
+                pool["queued"]
+                    .as_str()
+                    .unwrap_or("0x0")
+                    .trim_start_matches("0x"),
+                16,
+            )
+            .unwrap_or(0);
+            if queued > 0 || top_up.is_finished() {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the top-up was not sent"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        poster.send(&tx).await.unwrap();
+        let receipt = top_up.await.unwrap().unwrap();
+        let TxStatus::Included { success, .. } = poster.status(tx.hash).await.unwrap() else {
+            panic!("the batch transaction is not included (restarted: {restarted})")
+        };
+        assert!(success);
+        assert_eq!(
+            nonce_of(&client, receipt.transaction_hash).await,
+            tx.nonce + 1,
+            "restarted: {restarted}"
+        );
+    }
+}

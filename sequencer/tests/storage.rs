@@ -1,0 +1,235 @@
+//! The typed MDBX layer and the sequencer's transactions, on a real database.
+
+use inference::merkle::H256;
+use sequencer::claim::Claim;
+use sequencer::db::tables::*;
+use sequencer::db::{Execution, NewRequest, SequencerDb};
+use sequencer::storage::{Database, Schema, Table};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct Thing {
+    name: String,
+    values: Vec<i64>,
+    hash: H256,
+    maybe: Option<u8>,
+}
+
+struct Things;
+impl Table for Things {
+    const NAME: &'static str = "Things";
+    type Key = u64;
+    type Value = Thing;
+}
+
+struct ByHash;
+impl Table for ByHash {
+    const NAME: &'static str = "ByHash";
+    type Key = H256;
+    type Value = u64;
+}
+
+struct TestSchema;
+impl Schema for TestSchema {
+    const TABLES: &'static [&'static str] = &["Things", "ByHash"];
+}
+
+fn thing(i: u64) -> Thing {
+    Thing {
+        name: format!("thing {i}"),
+        values: vec![i as i64, -(i as i64)],
+        hash: H256([i as u8; 32]),
+        maybe: i.is_multiple_of(2).then_some(i as u8),
+    }
+}
+
+#[test]
+fn typed_roundtrips_order_and_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = Database::open::<TestSchema>(dir.path()).unwrap();
+        let tx = db.tx_mut().unwrap();
+        // Out of order on purpose: keys come back sorted (big-endian encoding).
+        for i in [5u64, 300, 1, 70_000, 2] {
+            tx.put::<Things>(&i, &thing(i)).unwrap();
+            tx.put::<ByHash>(&thing(i).hash, &i).unwrap();
+        }
+        tx.commit().unwrap();
+        // An aborted transaction leaves nothing.
+        let tx = db.tx_mut().unwrap();
+        tx.put::<Things>(&999, &thing(999)).unwrap();
+        drop(tx);
+    }
+    let db = Database::open::<TestSchema>(dir.path()).unwrap();
+    let tx = db.tx().unwrap();
+    assert_eq!(tx.get::<Things>(&300).unwrap(), Some(thing(300)));
+    assert_eq!(tx.get::<Things>(&999).unwrap(), None);
+    assert_eq!(tx.entries::<Things>().unwrap(), 5);
+    let keys: Vec<u64> = tx
+        .walk::<Things>(None, usize::MAX)
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(keys, [1, 2, 5, 300, 70_000]);
+    let from: Vec<u64> = tx
+        .walk::<Things>(Some(&3), 2)
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(from, [5, 300]);
+    assert_eq!(tx.last::<Things>().unwrap().unwrap().0, 70_000);
+    assert_eq!(tx.get::<ByHash>(&H256([5; 32])).unwrap(), Some(5));
+    let mut cursor = tx.cursor::<Things>().unwrap();
+    assert_eq!(cursor.seek_exact(&5).unwrap().unwrap().1, thing(5));
+    assert_eq!(cursor.next().unwrap().unwrap().0, 300);
+    assert_eq!(cursor.prev().unwrap().unwrap().0, 5);
+    drop(cursor);
+    drop(tx);
+    db.update(|tx| {
+        assert!(tx.delete::<Things>(&5)?);
+        assert!(!tx.delete::<Things>(&5)?);
+        Ok::<_, sequencer::storage::StorageError>(())
+    })
+    .unwrap();
+    assert_eq!(db.tx().unwrap().entries::<Things>().unwrap(), 4);
+    let stats = db.stats(TestSchema::TABLES).unwrap();
+    assert_eq!(stats[0].entries, 4);
+}
+
+#[test]
+fn a_table_outside_the_schema_is_an_error() {
+    struct Other;
+    impl Table for Other {
+        const NAME: &'static str = "Other";
+        type Key = u64;
+        type Value = u64;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::open::<TestSchema>(dir.path()).unwrap();
+    let err = db.tx().unwrap().get::<Other>(&1).unwrap_err();
+    assert!(err.to_string().contains("Other"), "{err}");
+}
+
+fn new_request(i: u32) -> NewRequest {
+    NewRequest {
+        model: "m".into(),
+        model_id: H256([9; 32]),
+        input: InputRecord {
+            text: Some(format!("sentence {i}")),
+            tokens: vec![101, i, 102],
+            seq_len: 16,
+            hash: H256([i as u8; 32]),
+        },
+    }
+}
+
+fn output(i: u64) -> TensorRecord {
+    TensorRecord {
+        dtype: inference::DType::I32,
+        shape: vec![1, 2],
+        data: vec![i as u8; 8],
+        hash: H256([i as u8 ^ 0xff; 32]),
+    }
+}
+
+#[test]
+fn requests_move_through_execution_batching_and_posting() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = SequencerDb::open(dir.path()).unwrap();
+    let ids = db.accept((0..5).map(new_request).collect()).unwrap();
+    assert_eq!(ids, [0, 1, 2, 3, 4]);
+    assert_eq!(db.unexecuted().unwrap().len(), 5);
+    let results: Vec<Execution> = ids[..4]
+        .iter()
+        .map(|&id| Execution {
+            id,
+            output: if id == 3 {
+                Err("boom".into())
+            } else {
+                Ok(output(id))
+            },
+        })
+        .collect();
+    db.record_executions(&results).unwrap();
+    // Storing the same results again changes nothing.
+    db.record_executions(&results).unwrap();
+    assert_eq!(db.unexecuted().unwrap().len(), 1);
+    assert_eq!(db.batch_queue().unwrap().len, 3);
+    assert_eq!(
+        db.request(3).unwrap().unwrap().request.status,
+        RequestStatus::Failed
+    );
+
+    let batch = db.make_batch(2).unwrap().unwrap();
+    assert_eq!(batch.requests, [0, 1]);
+    assert_eq!(batch.status, BatchStatus::Ready);
+    let second = db.make_batch(2).unwrap().unwrap();
+    assert_eq!((second.id, second.requests.clone()), (1, vec![2]));
+    assert!(db.make_batch(2).unwrap().is_none());
+
+    // Every claim proves against its batch root, with the fixed leaf.
+    for id in [0u64, 1, 2] {
+        let view = db.request(id).unwrap().unwrap();
+        assert_eq!(view.request.status, RequestStatus::Batched);
+        let claim = view.claim.unwrap();
+        assert_eq!(
+            claim.claim,
+            Claim {
+                request_id: sequencer::claim::http_request_id([0; 20], id),
+                model_id: H256([9; 32]),
+                input_hash: H256([id as u8; 32]),
+                output_hash: output(id).hash,
+            }
+        );
+        let inclusion = claim.inclusion.unwrap();
+        let batch = view.batch.unwrap();
+        inclusion
+            .proof
+            .verify(batch.claims_root, &claim.claim.leaf())
+            .unwrap();
+    }
+
+    // Posting: the tx is recorded before sending, then the batch and its requests move.
+    let tx = SignedTx {
+        hash: H256([7; 32]),
+        raw: vec![1, 2, 3],
+        nonce: 4,
+    };
+    db.set_batch_status(0, BatchStatus::Signed(tx.clone()), 1)
+        .unwrap();
+    assert_eq!(db.unposted_batches().unwrap().len(), 2);
+    db.set_batch_status(
+        0,
+        BatchStatus::Posted {
+            tx_hash: tx.hash,
+            block: 12,
+        },
+        1,
+    )
+    .unwrap();
+    let unposted: Vec<u64> = db
+        .unposted_batches()
+        .unwrap()
+        .iter()
+        .map(|b| b.id)
+        .collect();
+    assert_eq!(unposted, [1]);
+    assert_eq!(
+        db.request(1).unwrap().unwrap().request.status,
+        RequestStatus::Posted
+    );
+
+    // Everything survives a reopen.
+    drop(db);
+    let db = SequencerDb::open(dir.path()).unwrap();
+    assert_eq!(db.requests(0, 100).unwrap().len(), 5);
+    assert_eq!(
+        db.batch(0).unwrap().unwrap().status.tx_hash(),
+        Some(tx.hash)
+    );
+    assert_eq!(db.unexecuted().unwrap()[0].id, 4);
+    let report = sequencer::db::inspect(&db).unwrap();
+    assert_eq!(report["requests_by_status"]["posted"], 2);
+}
