@@ -1,0 +1,141 @@
+//! The challenger's progress in MDBX (the sequencer's typed-table storage layer): the
+//! follower's cursor, the batches checked, and the games opened, so that a restart resumes
+//! where it stopped, replays its open games from the chain and never disputes a claim
+//! twice.
+
+use inference::merkle::H256;
+use sequencer::storage::{Database, Schema, StorageError, Table};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+macro_rules! table {
+    ($(#[$doc:meta])* $name:ident: $key:ty => $value:ty) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug)]
+        pub struct $name;
+
+        impl Table for $name {
+            const NAME: &'static str = stringify!($name);
+            type Key = $key;
+            type Value = $value;
+        }
+    };
+}
+
+table!(
+    /// The follower's next block, by follower name.
+    Cursor: String => u64
+);
+table!(
+    /// Batches checked, by batch id.
+    CheckedBatches: u64 => CheckedBatch
+);
+table!(
+    /// Games this challenger opened, by game id (32-byte big-endian).
+    Games: H256 => GameRecord
+);
+
+/// The challenger's schema.
+#[derive(Clone, Copy, Debug)]
+pub struct ChallengerTables;
+
+impl Schema for ChallengerTables {
+    const TABLES: &'static [&'static str] = &[Cursor::NAME, CheckedBatches::NAME, Games::NAME];
+}
+
+/// What checking one batch found, per claim (`correct`, `wrong`, `skipped`, ...).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckedBatch {
+    /// The posting transaction.
+    pub tx: H256,
+    /// One label per claim (empty if the batch data was bad).
+    pub outcomes: Vec<String>,
+    /// Why the batch could not be checked, if so.
+    pub error: Option<String>,
+}
+
+/// Where a game stands for this challenger.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum GameStatus {
+    /// Being played.
+    Open,
+    /// Won (and the winnings withdrawn).
+    Won,
+    /// Lost.
+    Lost,
+    /// The drive stopped on a critical error.
+    Failed,
+}
+
+/// A game this challenger opened.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GameRecord {
+    /// The disputed batch.
+    pub batch_id: u64,
+    /// The disputed claim's index.
+    pub index: u64,
+    /// The transaction that posted the batch (its calldata holds the input).
+    pub batch_tx: H256,
+    /// The block the game opened in.
+    pub opened_block: u64,
+    /// Where it stands.
+    pub status: GameStatus,
+}
+
+/// The challenger's database.
+#[derive(Clone, Debug)]
+pub struct ChallengerDb {
+    db: Database,
+}
+
+/// The follower's cursor name.
+const FOLLOWER: &str = "rollup";
+
+impl ChallengerDb {
+    /// Opens (creating if needed) the database at `path`.
+    pub fn open(path: &Path) -> Result<Self, StorageError> {
+        Ok(Self {
+            db: Database::open::<ChallengerTables>(path)?,
+        })
+    }
+
+    /// The follower's saved next block.
+    pub fn cursor(&self) -> Result<Option<u64>, StorageError> {
+        self.db.view(|tx| tx.get::<Cursor>(&FOLLOWER.to_string()))
+    }
+
+    /// Saves the follower's next block.
+    pub fn set_cursor(&self, next_block: u64) -> Result<(), StorageError> {
+        self.db
+            .update(|tx| tx.put::<Cursor>(&FOLLOWER.to_string(), &next_block))
+    }
+
+    /// The record of batch `id`, if checked.
+    pub fn checked_batch(&self, id: u64) -> Result<Option<CheckedBatch>, StorageError> {
+        self.db.view(|tx| tx.get::<CheckedBatches>(&id))
+    }
+
+    /// Records batch `id` as checked.
+    pub fn put_checked_batch(&self, id: u64, record: &CheckedBatch) -> Result<(), StorageError> {
+        self.db.update(|tx| tx.put::<CheckedBatches>(&id, record))
+    }
+
+    /// Records a game.
+    pub fn put_game(&self, game_id: H256, record: &GameRecord) -> Result<(), StorageError> {
+        self.db.update(|tx| tx.put::<Games>(&game_id, record))
+    }
+
+    /// Every game recorded.
+    pub fn games(&self) -> Result<Vec<(H256, GameRecord)>, StorageError> {
+        self.db.view(|tx| {
+            let mut out = Vec::new();
+            let mut cursor = tx.cursor::<Games>()?;
+            let mut next = cursor.first()?;
+            while let Some(entry) = next {
+                out.push(entry);
+                next = cursor.next()?;
+            }
+            Ok(out)
+        })
+    }
+}
