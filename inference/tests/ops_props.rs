@@ -8,54 +8,11 @@ use inference::tensor::{DType, Tensor, TensorType};
 use proptest::prelude::*;
 use proptest::test_runner::Config;
 
-/// Random cases over the shared SplitMix64: a function of the seed alone.
-struct Gen(SplitMix64);
+#[path = "support/gen.rs"]
+mod generator;
+use generator::{ALL, Gen, make};
 
 impl Gen {
-    fn next(&mut self) -> u64 {
-        self.0.next_u64()
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        if n == 0 { 0 } else { self.next() % n }
-    }
-    fn range(&mut self, lo: i64, hi: i64) -> i64 {
-        lo + self.below((hi - lo + 1) as u64) as i64
-    }
-    fn dim(&mut self, max: usize) -> usize {
-        // Zero and one more often than their share: edge shapes.
-        match self.below(10) {
-            0 => 1,
-            1 => 0,
-            _ => self.range(1, max as i64) as usize,
-        }
-    }
-    fn nz_dim(&mut self, max: usize) -> usize {
-        self.range(1, max as i64) as usize
-    }
-    fn chance(&mut self, pct: u64) -> bool {
-        self.below(100) < pct
-    }
-    /// A value of `dt`: the extremes often, otherwise uniform or small.
-    fn value(&mut self, dt: DType) -> i64 {
-        match self.below(8) {
-            0 => dt.min(),
-            1 => dt.max(),
-            2 | 3 => self.range(-8, 8).clamp(dt.min(), dt.max()),
-            _ => self.range(dt.min(), dt.max()),
-        }
-    }
-    fn tensor(&mut self, dt: DType, shape: &[usize]) -> Tensor {
-        let n: usize = shape.iter().product();
-        let v: Vec<i64> = (0..n).map(|_| self.value(dt)).collect();
-        make(dt, shape, v)
-    }
-    fn dtype(&mut self, allowed: &[DType]) -> DType {
-        allowed[self.below(allowed.len() as u64) as usize]
-    }
-    fn zp(&mut self, dt: DType) -> i32 {
-        let v = self.value(dt);
-        v.clamp(i32::MIN as i64, i32::MAX as i64) as i32
-    }
     fn multiplier(&mut self) -> i32 {
         match self.below(4) {
             0 => self.range(1 << 30, i32::MAX as i64) as i32,
@@ -64,21 +21,7 @@ impl Gen {
             _ => self.range(-1000, 1000) as i32,
         }
     }
-    fn shift(&mut self) -> u32 {
-        self.range(0, 62) as u32
-    }
 }
-
-fn make(dt: DType, shape: &[usize], v: Vec<i64>) -> Tensor {
-    match dt {
-        DType::I8 => Tensor::from_i8(shape.to_vec(), v.into_iter().map(|x| x as i8).collect()),
-        DType::I16 => Tensor::from_i16(shape.to_vec(), v.into_iter().map(|x| x as i16).collect()),
-        DType::I32 => Tensor::from_i32(shape.to_vec(), v.into_iter().map(|x| x as i32).collect()),
-    }
-    .unwrap()
-}
-
-const ALL: &[DType] = &[DType::I8, DType::I16, DType::I32];
 
 /// Runs `op` through its kernel and the reference and requires the same tensor.
 fn agree(op: &Op, inputs: &[Tensor], out_dtype: DType) -> Result<(), TestCaseError> {
