@@ -87,12 +87,24 @@ pub fn locate_binary(name: &str) -> Result<PathBuf> {
     })
 }
 
-/// Output lines seen so far, with a condition variable for waiters.
+/// Output lines seen so far and how many output streams are still open, with a condition
+/// variable for waiters.
 #[derive(Default)]
 struct Lines {
-    lines: Mutex<Vec<String>>,
+    seen: Mutex<Seen>,
     changed: Condvar,
 }
+
+#[derive(Default)]
+struct Seen {
+    lines: Vec<String>,
+    /// Output streams whose reader has not reached end of file yet.
+    open: usize,
+}
+
+/// How long, after the process has exited, its readers may take to hand over the output it
+/// wrote before exiting (a grandchild holding the pipe open ends the wait early).
+const DRAIN_LIMIT: Duration = Duration::from_secs(2);
 
 /// A running child process, killed (SIGKILL) when dropped.
 pub struct Proc {
@@ -130,7 +142,11 @@ impl Proc {
             .stderr
             .take()
             .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>);
-        for stream in [stdout, stderr].into_iter().flatten() {
+        let streams: Vec<_> = [stdout, stderr].into_iter().flatten().collect();
+        if let Ok(mut seen) = lines.seen.lock() {
+            seen.open = streams.len();
+        }
+        for stream in streams {
             let (lines, file) = (lines.clone(), file.clone());
             std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
@@ -138,12 +154,15 @@ impl Proc {
                     if let Ok(mut f) = file.lock() {
                         let _ = writeln!(f, "{line}");
                     }
-                    if let Ok(mut l) = lines.lines.lock() {
-                        l.push(line);
+                    if let Ok(mut seen) = lines.seen.lock() {
+                        seen.lines.push(line);
                     }
                     lines.changed.notify_all();
                 }
-                // Wake waiters at end of output too, so they see an exit promptly.
+                // End of output: count it, and wake waiters so they see an exit promptly.
+                if let Ok(mut seen) = lines.seen.lock() {
+                    seen.open = seen.open.saturating_sub(1);
+                }
                 lines.changed.notify_all();
             });
         }
@@ -174,9 +193,9 @@ impl Proc {
     pub fn tail(&self, n: usize) -> String {
         let lines = self
             .lines
-            .lines
+            .seen
             .lock()
-            .map(|l| l.clone())
+            .map(|s| s.lines.clone())
             .unwrap_or_default();
         lines[lines.len().saturating_sub(n)..].join("\n")
     }
@@ -184,9 +203,9 @@ impl Proc {
     /// Whether some output line satisfies `pred`.
     pub fn saw(&self, pred: impl Fn(&str) -> bool) -> bool {
         self.lines
-            .lines
+            .seen
             .lock()
-            .map(|l| l.iter().any(|s| pred(s)))
+            .map(|s| s.lines.iter().any(|l| pred(l)))
             .unwrap_or(false)
     }
 
@@ -200,28 +219,65 @@ impl Proc {
     ) -> Result<String> {
         let start = Instant::now();
         loop {
-            {
-                let guard = self.lines.lines.lock().map_err(|_| ProcError::Timeout {
-                    what: what.into(),
+            if let Some(line) = self.find_line(&pred) {
+                return Ok(line);
+            }
+            if let Err(exited) = self.check_alive(what) {
+                // The process may have printed the line just before exiting: let the readers
+                // reach end of file, then look once more.
+                self.drain();
+                return match self.find_line(&pred) {
+                    Some(line) => Ok(line),
+                    None => Err(self.with_tail(exited)),
+                };
+            }
+            let left = limit.saturating_sub(start.elapsed());
+            if left.is_zero() {
+                return Err(ProcError::Timeout {
+                    what: format!("{what} from {}", self.name),
                     waited: start.elapsed(),
-                })?;
-                if let Some(l) = guard.iter().find(|l| pred(l)) {
-                    return Ok(l.clone());
-                }
-                let left = limit.saturating_sub(start.elapsed());
-                if left.is_zero() {
-                    return Err(ProcError::Timeout {
-                        what: format!("{what} from {}", self.name),
-                        waited: start.elapsed(),
-                    });
-                }
-                // Woken by every new line; the bounded wait also notices an exit.
+                });
+            }
+            // Woken by every new line and at end of output; the bounded wait also notices an
+            // exit that closes no stream (a grandchild holding the pipe).
+            if let Ok(guard) = self.lines.seen.lock() {
                 let _ = self
                     .lines
                     .changed
                     .wait_timeout(guard, left.min(Duration::from_millis(200)));
             }
-            self.check_alive(what)?;
+        }
+    }
+
+    /// The first output line that satisfies `pred`.
+    fn find_line(&self, pred: impl Fn(&str) -> bool) -> Option<String> {
+        let seen = self.lines.seen.lock().ok()?;
+        seen.lines.iter().find(|l| pred(l)).cloned()
+    }
+
+    /// Waits, at most [`DRAIN_LIMIT`], until every output stream has reached end of file.
+    fn drain(&self) {
+        let Ok(guard) = self.lines.seen.lock() else {
+            return;
+        };
+        let _ = self
+            .lines
+            .changed
+            .wait_timeout_while(guard, DRAIN_LIMIT, |seen| seen.open > 0);
+    }
+
+    /// An exit error with the output as it stands after draining.
+    fn with_tail(&self, err: ProcError) -> ProcError {
+        match err {
+            ProcError::Exited {
+                name, status, what, ..
+            } => ProcError::Exited {
+                name,
+                status,
+                what,
+                tail: self.tail(20),
+            },
+            other => other,
         }
     }
 
