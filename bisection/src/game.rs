@@ -23,7 +23,7 @@
 use crate::config::{GameConfig, Side};
 use inference::commit::{self, execution_state, leaf_count, tensor_hash_from_root};
 use inference::merkle::{
-    H256, MerkleProof, RangeProof, compute_root_from_node, depth_for, hash_pair, leaf_hash,
+    H256, MerkleProof, compute_root_from_node, depth_for, hash_pair, leaf_hash, ranges_root,
 };
 use inference::one_step::{RevealedOperand, element_from_leaves, element_in_leaf};
 use inference::program::{Operand, Program};
@@ -44,11 +44,11 @@ pub struct Claim {
     pub output_hash: H256,
 }
 
-/// Leaves `[proof.start, proof.end)` of an operand with their range proof.
+/// Leaves `[start, start + leaves.len())` of an operand's data tree.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LeafRange {
-    /// The range proof against the operand's data root.
-    pub proof: RangeProof,
+    /// The first leaf's index.
+    pub start: u64,
     /// The leaves, in order.
     pub leaves: Vec<H256>,
 }
@@ -63,8 +63,11 @@ pub struct OperandOpening {
     pub membership: MerkleProof,
     /// Its data root (the tensor hash binds it to the declared type).
     pub data_root: H256,
-    /// The leaves the element needs.
+    /// The leaves the element needs: ranges in increasing order, without overlap.
     pub ranges: Vec<LeafRange>,
+    /// The siblings the ranges share, proving them against the data root
+    /// ([`inference::merkle::ranges_root`]; the depth follows from the operand's type).
+    pub siblings: Vec<H256>,
 }
 
 /// A move of either side. Moves are plain data: what a contract call carries.
@@ -796,20 +799,34 @@ impl Game {
             }
             let data_depth = depth_for(leaf_count(ty));
             let mut r = RevealedOperand::new(ty.clone());
-            for range in &opening.ranges {
-                if range.proof.depth != data_depth {
+            if opening.ranges.is_empty() {
+                if !opening.siblings.is_empty() {
+                    return Err(invalid(format!("operand {j}: siblings without leaves")));
+                }
+            } else {
+                let leaves: Vec<Vec<[u8; 32]>> = opening
+                    .ranges
+                    .iter()
+                    .map(|range| range.leaves.iter().map(|l| l.0).collect())
+                    .collect();
+                let parts: Vec<(u64, &[[u8; 32]])> = opening
+                    .ranges
+                    .iter()
+                    .zip(&leaves)
+                    .map(|(range, l)| (range.start, l.as_slice()))
+                    .collect();
+                let root = ranges_root(data_depth, &parts, &opening.siblings)
+                    .map_err(|e| invalid(format!("operand {j}: {e}")))?;
+                if root != opening.data_root {
                     return Err(invalid(format!(
-                        "operand {j}: range proof of the wrong depth"
+                        "operand {j}: its leaves do not give its data root"
                     )));
                 }
-                let leaves: Vec<[u8; 32]> = range.leaves.iter().map(|l| l.0).collect();
-                range
-                    .proof
-                    .verify(opening.data_root, &leaves)
-                    .map_err(|e| invalid(format!("operand {j}: {e}")))?;
-                for (k, l) in leaves.into_iter().enumerate() {
-                    r.reveal(range.proof.start as usize + k, l)
-                        .map_err(|e| invalid(format!("operand {j}: {e}")))?;
+                for (range, l) in opening.ranges.iter().zip(leaves) {
+                    for (k, leaf) in l.into_iter().enumerate() {
+                        r.reveal(range.start as usize + k, leaf)
+                            .map_err(|e| invalid(format!("operand {j}: {e}")))?;
+                    }
                 }
             }
             revealed_ops.push(r);

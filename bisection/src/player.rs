@@ -280,11 +280,17 @@ impl<'a> TracePlayer<'a> {
                 ),
             };
             let tree = tensor_data_tree(tensor);
-            let ranges = leaf_ranges(leaves)
+            let runs = leaf_ranges(leaves);
+            let siblings = if runs.is_empty() {
+                Vec::new()
+            } else {
+                tree.prove_ranges(&runs).ok()?
+            };
+            let ranges = runs
                 .into_iter()
                 .map(|r| {
                     Some(LeafRange {
-                        proof: tree.prove_range(r.start, r.end).ok()?,
+                        start: r.start as u64,
                         leaves: r
                             .map(|l| tensor_leaf(tensor, l).map(H256))
                             .collect::<Result<_>>()
@@ -298,6 +304,7 @@ impl<'a> TracePlayer<'a> {
                 membership,
                 data_root: tree.root(),
                 ranges,
+                siblings,
             });
         }
         Some(Move::OneStep {

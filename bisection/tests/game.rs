@@ -376,6 +376,18 @@ fn the_referee_refuses_bad_moves_and_changes_nothing() {
             Side::Challenger,
             Move::OneStep {
                 element,
+                operands: missing.clone(),
+            },
+            now + 1,
+        )
+        .unwrap_err();
+    assert!(e.to_string().contains("siblings without leaves"), "{e}");
+    missing[1].siblings.clear();
+    let e = game
+        .apply(
+            Side::Challenger,
+            Move::OneStep {
+                element,
                 operands: missing,
             },
             now + 1,

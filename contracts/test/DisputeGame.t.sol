@@ -38,13 +38,14 @@ contract DisputeGameTest is Fixture {
         IOneStepVerifier.LeafRange[] memory r = new IOneStepVerifier.LeafRange[](1);
         bytes32[] memory one = new bytes32[](1);
         one[0] = chunks[leaf_];
-        r[0] = IOneStepVerifier.LeafRange({start: uint64(leaf_), leaves: one, siblings: MemMerkle.proof(chunks, leaf_)});
+        r[0] = IOneStepVerifier.LeafRange({start: uint64(leaf_), leaves: one});
         o_ = new IOneStepVerifier.Opening[](1);
         o_[0] = IOneStepVerifier.Opening({
             tensorType: tensorType,
             dataRoot: MemMerkle.root(chunks),
             membership: MemMerkle.proof(_table(h_, slot_), slot_),
-            ranges: r
+            ranges: r,
+            siblings: MemMerkle.proof(chunks, leaf_)
         });
     }
 
@@ -473,9 +474,11 @@ contract DisputeGameTest is Fixture {
         IOneStepVerifier.LeafRange[] memory r = new IOneStepVerifier.LeafRange[](1);
         bytes32[] memory one = new bytes32[](1);
         one[0] = chunks[leaf_];
-        r[0] = IOneStepVerifier.LeafRange({start: uint64(leaf_), leaves: one, siblings: MemMerkle.proof(chunks, leaf_)});
+        r[0] = IOneStepVerifier.LeafRange({start: uint64(leaf_), leaves: one});
         o_ = IOneStepVerifier.Opening({
-            tensorType: type_, dataRoot: MemMerkle.root(chunks), membership: MemMerkle.proof(members_, at_), ranges: r
+            tensorType: type_, dataRoot: MemMerkle.root(chunks), membership: MemMerkle.proof(members_, at_),
+            ranges: r,
+            siblings: MemMerkle.proof(chunks, leaf_)
         });
     }
 

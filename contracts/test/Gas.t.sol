@@ -365,12 +365,13 @@ contract GasTest is Fixture {
             for (uint256 d = 0; d < DEPTH; ++d) {
                 leafSib[d] = zero[d];
             }
-            r[0] = IOneStepVerifier.LeafRange({start: w.index, leaves: one, siblings: leafSib});
+            r[0] = IOneStepVerifier.LeafRange({start: w.index, leaves: one});
             o[0] = IOneStepVerifier.Opening({
                 tensorType: BIG_TYPE,
                 dataRoot: zero[DEPTH],
                 membership: MemMerkle.proof(_bigTable(hHonest, 149), 149),
-                ranges: r
+                ranges: r,
+                siblings: leafSib
             });
         }
         vm.prank(challenger);

@@ -232,13 +232,14 @@ contract Handler is Fixture {
         IOneStepVerifier.LeafRange[] memory r = new IOneStepVerifier.LeafRange[](1);
         bytes32[] memory one = new bytes32[](1);
         one[0] = chunks[leaf_];
-        r[0] = IOneStepVerifier.LeafRange({start: uint64(leaf_), leaves: one, siblings: MemMerkle.proof(chunks, leaf_)});
+        r[0] = IOneStepVerifier.LeafRange({start: uint64(leaf_), leaves: one});
         o_ = new IOneStepVerifier.Opening[](1);
         o_[0] = IOneStepVerifier.Opening({
             tensorType: tensorType,
             dataRoot: MemMerkle.root(chunks),
             membership: MemMerkle.proof(_table(honest, slot_), slot_),
-            ranges: r
+            ranges: r,
+            siblings: MemMerkle.proof(chunks, leaf_)
         });
     }
 }

@@ -2,11 +2,13 @@
 //! every op, random small operands and parameters (edge values included), openings built
 //! with the inference crate's commitments, and `computeElement` in revm must return exactly
 //! `inference::ops::reference::element` (or revert where the reference refuses). Negative
-//! cases: a withheld needed leaf, a tampered leaf, a tampered membership proof and an index
+//! cases: a withheld needed leaf, a tampered leaf, a changed, missing or extra shared sibling,
+//! ranges out of order, a tampered membership proof and an index
 //! past the output must revert with the matching custom error.
 
 mod support;
 
+use alloy::primitives::B256;
 use contracts::bindings::one_step_verifier::OneStepVerifier::OneStepVerifierErrors as E;
 use inference::commit::leaf_count;
 use inference::ops::{Op, RopePairing};
@@ -128,9 +130,44 @@ fn negatives(
             .compute(&call)
             .expect_err("a tampered leaf must revert");
         assert!(
-            matches!(Verifier::revert_of(&e), Some(E::RangeProofInvalid(_))),
+            matches!(Verifier::revert_of(&e), Some(E::LeafProofInvalid(_))),
             "{e}"
         );
+
+        // A shared sibling changed, dropped or added.
+        let call = fixture.call(case, index, needed, Grouping::Runs);
+        if !call.openings[j].siblings.is_empty() {
+            let mut changed = call.clone();
+            let sibs = &mut changed.openings[j].siblings;
+            let k = rng.below(sibs.len());
+            sibs[k].0[rng.below(32)] ^= 1 << rng.below(8);
+            let mut dropped = call.clone();
+            dropped.openings[j].siblings.pop();
+            let mut added = call.clone();
+            added.openings[j].siblings.push(B256::ZERO);
+            for bad in [changed, dropped, added] {
+                let e = verifier
+                    .compute(&bad)
+                    .expect_err("a bad sibling list must revert");
+                assert!(
+                    matches!(Verifier::revert_of(&e), Some(E::LeafProofInvalid(_))),
+                    "{e}"
+                );
+            }
+        }
+
+        // Ranges out of order.
+        let mut call = fixture.call(case, index, needed, Grouping::Single);
+        if call.openings[j].ranges.len() >= 2 {
+            call.openings[j].ranges.swap(0, 1);
+            let e = verifier
+                .compute(&call)
+                .expect_err("ranges out of order must revert");
+            assert!(
+                matches!(Verifier::revert_of(&e), Some(E::RangeProofInvalid(_))),
+                "{e}"
+            );
+        }
     }
 
     // A membership proof (or, with no siblings, the data root) changed.

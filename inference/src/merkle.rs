@@ -24,7 +24,9 @@
 //! whether the running hash is a right child (`1`: `keccak256(sibling || hash)`) or a left
 //! child (`0`: `keccak256(hash || sibling)`) at step `k`. A [`RangeProof`] for leaves
 //! `[start, end)` lists only the boundary siblings, see its documentation for the order.
-//! Both travel as JSON, hashes as `0x`-prefixed lower-case hex strings.
+//! Both travel as JSON, hashes as `0x`-prefixed lower-case hex strings. Several disjoint
+//! ranges of one tree share one list of siblings ([`MerkleTree::prove_ranges`],
+//! [`ranges_root`]): each sibling is listed once, however many ranges it serves.
 //!
 //! A proof fixes its depth by its length; a verifier must compare that depth with the
 //! one it expects (the tensor's shape, the program's slot count), since the level of a
@@ -462,6 +464,138 @@ impl MerkleTree {
     }
 }
 
+/// The intervals of known nodes `[lo, hi)` of one level, in order and disjoint; touching
+/// ones are merged. For each, its left neighbour is needed if `lo` is odd, its right one if
+/// `hi` is odd (never known: merged intervals leave a gap of at least one node).
+fn merged(intervals: impl IntoIterator<Item = (u64, u64)>) -> Vec<(u64, u64)> {
+    let mut out: Vec<(u64, u64)> = Vec::new();
+    for (lo, hi) in intervals {
+        match out.last_mut() {
+            Some(last) if last.1 == lo => last.1 = hi,
+            _ => out.push((lo, hi)),
+        }
+    }
+    out
+}
+
+/// Checks ranges `[start, end)` for [`MerkleTree::prove_ranges`] and [`ranges_root`]:
+/// at least one, each non-empty, in increasing order without overlap, inside `2^depth`.
+fn check_ranges(depth: u32, ranges: &[(u64, u64)]) -> Result<()> {
+    if depth > MAX_DEPTH {
+        return Err(Error::Proof(format!(
+            "tree depth {depth} is over {MAX_DEPTH}"
+        )));
+    }
+    if ranges.is_empty() {
+        return Err(Error::Proof("no leaf range to prove".into()));
+    }
+    let mut prev_end = 0;
+    for (k, &(start, end)) in ranges.iter().enumerate() {
+        if start >= end || (k > 0 && start < prev_end) || u128::from(end) > 1u128 << depth {
+            return Err(Error::Proof(format!(
+                "leaf range {k} [{start}, {end}) is empty, out of order or outside a tree of depth {depth}"
+            )));
+        }
+        prev_end = end;
+    }
+    Ok(())
+}
+
+impl MerkleTree {
+    /// The shared siblings of several leaf ranges (see [`ranges_root`] for the order): the
+    /// ranges are non-empty, increasing and non-overlapping (adjacent ones act as one).
+    pub fn prove_ranges(&self, ranges: &[std::ops::Range<usize>]) -> Result<Vec<H256>> {
+        let bounds: Vec<(u64, u64)> = ranges
+            .iter()
+            .map(|r| (r.start as u64, r.end as u64))
+            .collect();
+        check_ranges(self.depth, &bounds)?;
+        if bounds.last().is_some_and(|r| r.1 > self.width() as u64) {
+            return Err(Error::Param(format!(
+                "leaf ranges reach past a tree of width {}",
+                self.width()
+            )));
+        }
+        let mut known = merged(bounds);
+        let mut siblings = Vec::new();
+        for level in 0..self.depth {
+            for &(lo, hi) in &known {
+                if lo & 1 == 1 {
+                    siblings.push(self.node_unchecked(level, lo as usize - 1));
+                }
+                if hi & 1 == 1 {
+                    siblings.push(self.node_unchecked(level, hi as usize));
+                }
+            }
+            known = merged(known.iter().map(|&(lo, hi)| (lo >> 1, hi.div_ceil(2))));
+        }
+        Ok(siblings)
+    }
+}
+
+/// The root of a tree of `depth` levels implied by several ranges of its leaves, each
+/// `(start, leaves)` standing for leaves `[start, start + leaves.len())`, and their shared
+/// `siblings`.
+///
+/// The ranges are non-empty, increasing and non-overlapping (adjacent ones act as one
+/// range). Level by level from the bottom, the known nodes form disjoint intervals
+/// `[lo, hi)` (touching intervals merged); for each interval from left to right, the left
+/// neighbour is the next sibling if `lo` is odd, then the right neighbour if `hi` is odd;
+/// the nodes pair up into the next level (`lo / 2`, `ceil(hi / 2)`). With one range this
+/// is exactly the [`RangeProof`] order. Every sibling must be used.
+pub fn ranges_root(depth: u32, ranges: &[(u64, &[[u8; 32]])], siblings: &[H256]) -> Result<H256> {
+    let bounds: Vec<(u64, u64)> = ranges
+        .iter()
+        .map(|(start, leaves)| (*start, start.saturating_add(leaves.len() as u64)))
+        .collect();
+    check_ranges(depth, &bounds)?;
+    let mut next_sibling = siblings.iter();
+    let mut sibling = || {
+        next_sibling
+            .next()
+            .copied()
+            .ok_or_else(|| Error::Proof("multi-range proof too short".into()))
+    };
+    // Intervals of known nodes with their hashes, touching ones merged.
+    let mut known: Vec<(u64, Vec<H256>)> = Vec::new();
+    for (start, leaves) in ranges {
+        let hashes = leaves.iter().map(leaf_hash);
+        match known.last_mut() {
+            Some((lo, nodes)) if *lo + nodes.len() as u64 == *start => nodes.extend(hashes),
+            _ => known.push((*start, hashes.collect())),
+        }
+    }
+    for _ in 0..depth {
+        let mut up: Vec<(u64, Vec<H256>)> = Vec::with_capacity(known.len());
+        for (lo, nodes) in known {
+            let hi = lo + nodes.len() as u64;
+            let mut row = Vec::with_capacity(nodes.len() + 2);
+            if lo & 1 == 1 {
+                row.push(sibling()?);
+            }
+            row.extend(nodes);
+            if hi & 1 == 1 {
+                row.push(sibling()?);
+            }
+            let parents = row.chunks_exact(2).map(|c| hash_pair(&c[0], &c[1]));
+            match up.last_mut() {
+                Some((plo, pnodes)) if *plo + pnodes.len() as u64 == lo >> 1 => {
+                    pnodes.extend(parents)
+                }
+                _ => up.push((lo >> 1, parents.collect())),
+            }
+        }
+        known = up;
+    }
+    if next_sibling.next().is_some() {
+        return Err(Error::Proof("multi-range proof has unused siblings".into()));
+    }
+    match known.as_slice() {
+        [(0, nodes)] if nodes.len() == 1 => Ok(nodes[0]),
+        _ => Err(Error::Proof("leaf ranges do not meet in one root".into())),
+    }
+}
+
 /// The membership proof of one leaf or node: its siblings, bottom-up.
 ///
 /// Starting from `hash` (the leaf hash `keccak256(leaf)`, or the revealed node), for
@@ -766,6 +900,82 @@ mod tests {
         assert_eq!(json, format!("\"{s}\""));
         assert_eq!(serde_json::from_str::<H256>(&json).unwrap(), h);
         assert_eq!(H256::default(), H256::ZERO);
+    }
+
+    /// Random sets of ranges in trees of every small size: the shared proof gives the root,
+    /// equals the range proof for one range, lists each sibling once, and fails when a
+    /// leaf, a sibling or the sibling count is wrong.
+    #[test]
+    fn multi_range_proofs() {
+        let mut rng = crate::demo::SplitMix64(7);
+        for n in 1..=40usize {
+            let all = leaves(n);
+            let tree = MerkleTree::new(all.clone());
+            for _ in 0..20 {
+                // Random increasing, non-overlapping ranges (adjacent ones allowed).
+                let mut ranges = Vec::new();
+                let mut at = rng.next_u64() as usize % n;
+                while at < n {
+                    let end = at + 1 + rng.next_u64() as usize % 3;
+                    ranges.push(at..end.min(n));
+                    at = end.min(n) + rng.next_u64() as usize % 4;
+                }
+                let siblings = tree.prove_ranges(&ranges).unwrap();
+                let parts: Vec<(u64, &[[u8; 32]])> = ranges
+                    .iter()
+                    .map(|r| (r.start as u64, &all[r.clone()]))
+                    .collect();
+                assert_eq!(
+                    ranges_root(tree.depth(), &parts, &siblings).unwrap(),
+                    tree.root()
+                );
+                // No sibling twice: at most one per level per range.
+                assert!(siblings.len() <= 2 * ranges.len() * tree.depth() as usize);
+                if let [r] = ranges.as_slice() {
+                    let single = tree.prove_range(r.start, r.end).unwrap();
+                    assert_eq!(siblings, single.siblings);
+                }
+                if let Some(first) = siblings.first() {
+                    let mut short = siblings.clone();
+                    short.pop();
+                    assert!(ranges_root(tree.depth(), &parts, &short).is_err());
+                    let mut long = siblings.clone();
+                    long.push(*first);
+                    assert!(ranges_root(tree.depth(), &parts, &long).is_err());
+                    let mut bad = siblings.clone();
+                    bad[0].0[0] ^= 1;
+                    assert_ne!(
+                        ranges_root(tree.depth(), &parts, &bad).ok(),
+                        Some(tree.root())
+                    );
+                }
+                let mut tampered: Vec<[u8; 32]> = all[ranges[0].clone()].to_vec();
+                tampered[0][31] ^= 1;
+                let mut bad_parts = parts.clone();
+                bad_parts[0].1 = &tampered;
+                assert_ne!(
+                    ranges_root(tree.depth(), &bad_parts, &siblings).ok(),
+                    Some(tree.root())
+                );
+            }
+        }
+    }
+
+    /// Ranges out of order, overlapping, empty or past the width are refused.
+    #[test]
+    fn multi_range_proofs_refuse_bad_ranges() {
+        let all = leaves(8);
+        let tree = MerkleTree::new(all.clone());
+        assert!(tree.prove_ranges(&[]).is_err());
+        assert!(tree.prove_ranges(&[3..5, 4..6]).is_err());
+        assert!(tree.prove_ranges(&[4..6, 0..2]).is_err());
+        assert!(tree.prove_ranges(std::slice::from_ref(&(2..2))).is_err());
+        assert!(tree.prove_ranges(std::slice::from_ref(&(6..9))).is_err());
+        let siblings = tree.prove_ranges(&[0..2, 4..6]).unwrap();
+        let swapped = [(4u64, &all[4..6]), (0u64, &all[0..2])];
+        assert!(ranges_root(3, &swapped, &siblings).is_err());
+        assert!(ranges_root(3, &[], &siblings).is_err());
+        assert!(ranges_root(2, &[(0, &all[0..2]), (4, &all[4..6])], &siblings).is_err());
     }
 
     #[test]

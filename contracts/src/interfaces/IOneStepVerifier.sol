@@ -7,12 +7,14 @@ pragma solidity 0.8.30;
 /// @dev Every revert is one of the custom errors below; the Rust model of `computeElement` is
 ///      `inference/src/one_step.rs` (`element_from_leaves` over the leaves of `needed_leaves`).
 interface IOneStepVerifier {
-    /// Leaves [start, start + leaves.length) of an operand's data tree with the range proof of
-    /// `inference/src/merkle.rs` RangeProof (boundary siblings, bottom-up, left before right); the tree depth comes from the operand's type.
-    struct LeafRange { uint64 start; bytes32[] leaves; bytes32[] siblings; }
+    /// Leaves [start, start + leaves.length) of an operand's data tree.
+    struct LeafRange { uint64 start; bytes32[] leaves; }
     /// One operand of the disputed op: its type (the op spec's `type` encoding), data root,
-    /// membership proof (siblings) in the weights tree (weight operand) or the activations tree (slot operand), and the leaves the element needs.
-    struct Opening { bytes tensorType; bytes32 dataRoot; bytes32[] membership; LeafRange[] ranges; }
+    /// membership proof (siblings) in the weights tree (weight operand) or the activations tree (slot operand), the leaves the element needs
+    /// (ranges in increasing order, without overlap) and their shared siblings: the multi-range proof of `inference/src/merkle.rs`
+    /// `ranges_root` (each sibling once, level by level from the bottom, intervals left to right, left neighbour before right); the tree depth
+    /// comes from the operand's type.
+    struct Opening { bytes tensorType; bytes32 dataRoot; bytes32[] membership; LeafRange[] ranges; bytes32[] siblings; }
 
     /// @notice The op encoding is truncated, has trailing bytes or an invalid field at `offset`.
     error MalformedOp(uint256 offset);
@@ -26,8 +28,10 @@ interface IOneStepVerifier {
     error OperandIndexOutOfRange(uint256 operand, uint256 index, uint256 count);
     /// @notice The tensor hash of `operand` is not at its index in the weights or activations tree.
     error MembershipProofInvalid(uint256 operand);
-    /// @notice Range `range` of `operand` is empty, lies past the tensor's leaves or does not give its data root.
+    /// @notice Range `range` of `operand` is empty, overlaps or precedes the range before it, or lies past the tensor's leaves.
     error RangeProofInvalid(uint256 operand, uint256 range);
+    /// @notice The leaves of `operand` and their shared siblings do not give its data root (or siblings are missing or left over).
+    error LeafProofInvalid(uint256 operand);
     /// @notice The element needs leaf `leaf` of `operand`, which no verified range opens.
     error LeafNotOpened(uint256 operand, uint256 leaf);
     /// @notice Element `index` of a tensor of `count` elements was asked for.

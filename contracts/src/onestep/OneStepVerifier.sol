@@ -104,29 +104,38 @@ contract OneStepVerifier is IOneStepVerifier {
         _verifyRanges(t_, o_);
     }
 
-    /// @dev Verifies every leaf range of `o_` against its data root (the depth from the type
-    ///      in `t_`) and records where each one's leaves lie in calldata.
+    /// @dev Verifies the leaf ranges of `o_` (in increasing order, without overlap) and their
+    ///      shared siblings against its data root (the depth from the type in `t_`), and
+    ///      records where each range's leaves lie in calldata.
     function _verifyRanges(TensorView memory t_, Opening calldata o_) private pure {
         uint256 leaves = LibTensor.leafCount(t_.numel, t_.size);
-        uint256 depth = LibTensor.depthFor(leaves);
         uint256 nr = o_.ranges.length;
         t_.starts = new uint256[](nr);
         t_.ends = new uint256[](nr);
         t_.ptrs = new uint256[](nr);
+        uint256 prevEnd = 0;
         for (uint256 r = 0; r < nr; ++r) {
             LeafRange calldata range = o_.ranges[r];
             bytes32[] calldata data = range.leaves;
             uint256 start = range.start;
-            if (data.length == 0 || start + data.length > leaves) revert RangeProofInvalid(t_.operand, r);
-            (bytes32 got, bool fits) = LibRangeProof.computeRoot(start, data, range.siblings, depth);
-            if (!fits || got != o_.dataRoot) revert RangeProofInvalid(t_.operand, r);
+            if (data.length == 0 || start < prevEnd || start + data.length > leaves) {
+                revert RangeProofInvalid(t_.operand, r);
+            }
             uint256 ptr;
             assembly ("memory-safe") {
                 ptr := data.offset
             }
+            prevEnd = start + data.length;
             t_.starts[r] = start;
-            t_.ends[r] = start + data.length;
+            t_.ends[r] = prevEnd;
             t_.ptrs[r] = ptr;
         }
+        if (nr == 0) {
+            if (o_.siblings.length != 0) revert LeafProofInvalid(t_.operand);
+            return;
+        }
+        (bytes32 got, bool fits) =
+            LibRangeProof.computeRoot(t_.starts, t_.ends, t_.ptrs, o_.siblings, LibTensor.depthFor(leaves));
+        if (!fits || got != o_.dataRoot) revert LeafProofInvalid(t_.operand);
     }
 }

@@ -12,7 +12,7 @@ use contracts::bindings::one_step_verifier::OneStepVerifier::{
 use contracts::{Error, LocalEvm};
 use inference::commit::{
     activations_root, prove_slot, prove_tensor_range, prove_weight, tensor_data_root,
-    tensor_hash_from_root, weights_root,
+    tensor_data_tree, tensor_hash_from_root, weights_root,
 };
 use inference::demo::SplitMix64;
 use inference::merkle::H256;
@@ -338,6 +338,11 @@ impl Fixture {
                     }
                     Grouping::Single => needed.iter().map(|&l| l..l + 1).collect(),
                 };
+                let siblings = if ranges.is_empty() {
+                    Vec::new()
+                } else {
+                    tensor_data_tree(t).prove_ranges(&ranges).expect("ranges")
+                };
                 Opening {
                     tensorType: Bytes::from(encode_type(&t.ty()).expect("type")),
                     dataRoot: B256::from(tensor_data_root(t).0),
@@ -345,15 +350,14 @@ impl Fixture {
                     ranges: ranges
                         .into_iter()
                         .map(|r| {
-                            let (leaves, proof) =
-                                prove_tensor_range(t, r.start, r.end).expect("range");
+                            let (leaves, _) = prove_tensor_range(t, r.start, r.end).expect("range");
                             LeafRange {
                                 start: r.start as u64,
                                 leaves: leaves.into_iter().map(B256::from).collect(),
-                                siblings: proof.siblings.iter().map(|h| B256::from(h.0)).collect(),
                             }
                         })
                         .collect(),
+                    siblings: siblings.iter().map(|h| B256::from(h.0)).collect(),
                 }
             })
             .collect();

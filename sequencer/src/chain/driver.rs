@@ -453,11 +453,11 @@ impl<P: Player> GameDriver<P> {
                             .ranges
                             .iter()
                             .map(|r| IOneStepVerifier::LeafRange {
-                                start: r.proof.start,
+                                start: r.start,
                                 leaves: b(&r.leaves),
-                                siblings: b(&r.proof.siblings),
                             })
                             .collect(),
+                        siblings: b(&opening.siblings),
                     });
                 }
                 let call = DisputeGame::oneStepCall {
