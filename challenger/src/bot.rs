@@ -6,13 +6,11 @@ use crate::db::{ChallengerDb, CheckedBatch, GameRecord, GameStatus};
 use crate::metrics::Metrics;
 use crate::models::ModelStore;
 use alloy::primitives::{B256, U256};
-use alloy::providers::Provider;
 use alloy::rpc::types::Filter;
 use alloy::sol_types::SolEvent;
 use bisection::{Belief, Side, TracePlayer};
 use inference::merkle::{H256, keccak256};
 use sequencer::chain::bindings::{DisputeGame, InferenceRollup};
-use sequencer::chain::client::classify;
 use sequencer::chain::follower::fetch_batch_data;
 use sequencer::chain::{
     ChainClient, ChainError, ChainEvent, DriverConfig, EventFollower, GameDriver, GameEnd,
@@ -444,17 +442,15 @@ impl Challenger {
             .address(self.client.addresses().rollup)
             .event_signature(InferenceRollup::ClaimChallenged::SIGNATURE_HASH)
             .topic1(B256::from(U256::from(batch_id)))
-            .topic2(B256::from(U256::from(index)))
-            .from_block(self.config.start_block);
+            .topic2(B256::from(U256::from(index)));
         let logs = self
             .client
-            .retry("getLogs ClaimChallenged", || async {
-                self.client
-                    .provider()
-                    .get_logs(&filter)
-                    .await
-                    .map_err(|e| classify("getLogs ClaimChallenged", &e))
-            })
+            .logs(
+                "getLogs ClaimChallenged",
+                &filter,
+                self.config.start_block,
+                None,
+            )
             .await?;
         Ok(logs.iter().find_map(|l| {
             let e = InferenceRollup::ClaimChallenged::decode_log(&l.inner).ok()?;

@@ -3,7 +3,6 @@
 //! file given with `--config` (flag > environment > file > default).
 
 use alloy::primitives::{Address, B256, U256};
-use alloy::providers::Provider;
 use alloy::rpc::types::Filter;
 use alloy::signers::local::PrivateKeySigner;
 use alloy::sol_types::SolEvent;
@@ -117,6 +116,14 @@ struct ChainArgs {
     /// Poll interval once caught up, in milliseconds.
     #[arg(long = "chain.poll-ms", env = "CHALLENGER_POLL_MS")]
     poll_ms: Option<u64>,
+    /// Largest block range of one eth_getLogs request (RPC providers cap it); longer
+    /// scans are split [default: 2000].
+    #[arg(
+        long = "chain.log-range",
+        env = "CHALLENGER_LOG_RANGE",
+        value_name = "BLOCKS"
+    )]
+    log_range: Option<u64>,
 }
 
 #[derive(Args, Debug, Default)]
@@ -177,6 +184,8 @@ struct ChainFile {
     confirmations: Option<u64>,
     #[serde(rename = "poll-ms")]
     poll_ms: Option<u64>,
+    #[serde(rename = "log-range")]
+    log_range: Option<u64>,
 }
 
 #[derive(Deserialize, Debug, Default)]
@@ -247,7 +256,14 @@ async fn client(chain: &ChainArgs, file: &FileConfig) -> eyre::Result<ChainClien
         .or(file.key.clone())
         .ok_or_else(|| eyre!("--key is required"))?;
     let signer: PrivateKeySigner = key.trim().parse().wrap_err("--key is not a private key")?;
-    Ok(ChainClient::connect(&url, signer, rollup, ClientConfig::default()).await?)
+    let mut config = ClientConfig::default();
+    if let Some(blocks) = chain.log_range.or(file.chain.log_range) {
+        if blocks == 0 {
+            return Err(eyre!("--chain.log-range must be at least 1 block"));
+        }
+        config.log_range = blocks;
+    }
+    Ok(ChainClient::connect(&url, signer, rollup, config).await?)
 }
 
 fn bot_config(
@@ -434,11 +450,10 @@ async fn main() -> eyre::Result<()> {
             let filter = Filter::new()
                 .address(client.addresses().rollup)
                 .event_signature(InferenceRollup::BatchPosted::SIGNATURE_HASH)
-                .topic1(B256::from(U256::from(batch)))
-                .from_block(config.start_block);
-            let logs = client.provider().get_logs(&filter).await?;
-            let log = logs
-                .first()
+                .topic1(B256::from(U256::from(batch)));
+            let log = client
+                .first_log("getLogs BatchPosted", &filter, config.start_block)
+                .await?
                 .ok_or_else(|| eyre!("batch {batch} was not posted"))?;
             let posted = InferenceRollup::BatchPosted::decode_log(&log.inner)?;
             let tx = log

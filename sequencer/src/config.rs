@@ -267,6 +267,9 @@ pub struct ChainConfig {
     /// How often the chain is polled, e.g. `1s` or `200ms`.
     #[serde(with = "duration_text")]
     pub poll_interval: Duration,
+    /// Largest block range of one `eth_getLogs` request (RPC providers cap it); longer
+    /// scans are split.
+    pub log_range: u64,
 }
 
 impl Default for ChainConfig {
@@ -279,6 +282,7 @@ impl Default for ChainConfig {
             from_block: 0,
             confirmations: DEFAULT_CHAIN_CONFIRMATIONS,
             poll_interval: DEFAULT_CHAIN_POLL_INTERVAL,
+            log_range: crate::chain::client::DEFAULT_LOG_RANGE,
         }
     }
 }
@@ -478,6 +482,9 @@ pub struct ChainArgs {
     /// Polling interval.
     #[arg(long = "chain.poll-interval", env = "SEQUENCER_CHAIN_POLL_INTERVAL", value_name = "DURATION", value_parser = parse_duration, help = "How often the chain is polled for events and receipts, e.g. 200ms or 2s [default: 1s]")]
     pub poll_interval: Option<Duration>,
+    /// Largest `eth_getLogs` range.
+    #[arg(long = "chain.log-range", env = "SEQUENCER_CHAIN_LOG_RANGE", value_name = "BLOCKS", help = format!("Largest block range of one eth_getLogs request (RPC providers cap it); longer scans are split [default: {}]", crate::chain::client::DEFAULT_LOG_RANGE))]
+    pub log_range: Option<u64>,
 }
 
 impl ChainArgs {
@@ -490,6 +497,7 @@ impl ChainArgs {
             || self.from_block.is_some()
             || self.confirmations.is_some()
             || self.poll_interval.is_some()
+            || self.log_range.is_some()
     }
 
     /// Applies the flags given over `config` (creating it if any flag is given).
@@ -518,6 +526,9 @@ impl ChainArgs {
         }
         if let Some(v) = self.poll_interval {
             c.poll_interval = v;
+        }
+        if let Some(v) = self.log_range {
+            c.log_range = v;
         }
     }
 }
@@ -600,6 +611,12 @@ impl Config {
                 return Err(ConfigError::Invalid {
                     key: "chain.confirmations",
                     message: "must be at least 1 (1: mined)".into(),
+                });
+            }
+            if c.log_range == 0 {
+                return Err(ConfigError::Invalid {
+                    key: "chain.log_range",
+                    message: "must be at least 1 block".into(),
                 });
             }
         }

@@ -77,6 +77,7 @@ pub fn client_config(config: &ChainConfig) -> ClientConfig {
     ClientConfig {
         confirmations: config.confirmations.max(1),
         poll_interval: config.poll_interval.min(Duration::from_millis(250)),
+        log_range: config.log_range.max(1),
         ..ClientConfig::default()
     }
 }

@@ -66,10 +66,13 @@ pub struct Devnet {
     pub challenger_key: PrivateKeySigner,
 }
 
+/// Fast polling, and log scans split into 3-block requests, so that every lookup of the
+/// challenger and of the sequencer's defence crosses many request boundaries.
 pub fn client_config() -> ClientConfig {
     ClientConfig {
         poll_interval: Duration::from_millis(20),
         retry_initial: Duration::from_millis(50),
+        log_range: 3,
         ..ClientConfig::default()
     }
 }

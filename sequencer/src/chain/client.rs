@@ -16,7 +16,7 @@ use crate::claim::Claim;
 use alloy::network::{Ethereum, EthereumWallet, TransactionBuilder};
 use alloy::primitives::{Address, B256, Bytes, U256};
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
-use alloy::rpc::types::{TransactionReceipt, TransactionRequest};
+use alloy::rpc::types::{Filter, Log, TransactionReceipt, TransactionRequest};
 use alloy::signers::local::PrivateKeySigner;
 use alloy::sol_types::{SolCall, SolInterface};
 use alloy::transports::{RpcError, TransportError};
@@ -37,6 +37,8 @@ pub const DEFAULT_CONFIRMATIONS: u64 = 1;
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(250);
 /// Default longest wait for a transaction to be confirmed.
 pub const DEFAULT_CONFIRM_TIMEOUT: Duration = Duration::from_secs(120);
+/// Default largest block range of one `eth_getLogs` (public RPC providers refuse wide ones).
+pub const DEFAULT_LOG_RANGE: u64 = 2_000;
 
 /// How the client retries and confirms.
 #[derive(Clone, Debug)]
@@ -53,6 +55,8 @@ pub struct ClientConfig {
     pub poll_interval: Duration,
     /// Longest wait for a transaction's confirmations.
     pub confirm_timeout: Duration,
+    /// Largest block range of one `eth_getLogs`: longer scans are split (at least 1).
+    pub log_range: u64,
 }
 
 impl Default for ClientConfig {
@@ -64,6 +68,7 @@ impl Default for ClientConfig {
             confirmations: DEFAULT_CONFIRMATIONS,
             poll_interval: DEFAULT_POLL_INTERVAL,
             confirm_timeout: DEFAULT_CONFIRM_TIMEOUT,
+            log_range: DEFAULT_LOG_RANGE,
         }
     }
 }
@@ -298,6 +303,70 @@ impl ChainClient {
                 .map_err(|e| classify("head", &e))
         })
         .await
+    }
+
+    /// The logs matching `filter`'s addresses and topics in blocks `[from, to]` (`to`: the
+    /// head when `None`), in chain order, fetched at most [`ClientConfig::log_range`]
+    /// blocks per `eth_getLogs` (each retried on its own).
+    pub async fn logs(
+        &self,
+        op: &'static str,
+        filter: &Filter,
+        from: u64,
+        to: Option<u64>,
+    ) -> Result<Vec<Log>> {
+        self.scan(op, filter, from, to, false).await
+    }
+
+    /// The first log matching `filter`'s addresses and topics from block `from` to the head,
+    /// scanning [`ClientConfig::log_range`] blocks at a time and stopping at the first range
+    /// that has one.
+    pub async fn first_log(
+        &self,
+        op: &'static str,
+        filter: &Filter,
+        from: u64,
+    ) -> Result<Option<Log>> {
+        Ok(self
+            .scan(op, filter, from, None, true)
+            .await?
+            .into_iter()
+            .next())
+    }
+
+    async fn scan(
+        &self,
+        op: &'static str,
+        filter: &Filter,
+        from: u64,
+        to: Option<u64>,
+        first: bool,
+    ) -> Result<Vec<Log>> {
+        let to = match to {
+            Some(to) => to,
+            None => self.head().await?,
+        };
+        let range = self.config.log_range.max(1);
+        let mut out = Vec::new();
+        let mut lo = from;
+        while lo <= to {
+            let hi = to.min(lo.saturating_add(range - 1));
+            let chunk = filter.clone().from_block(lo).to_block(hi);
+            let logs = self
+                .retry(op, || async {
+                    self.provider
+                        .get_logs(&chunk)
+                        .await
+                        .map_err(|e| classify(op, &e))
+                })
+                .await?;
+            out.extend(logs);
+            if (first && !out.is_empty()) || hi == u64::MAX {
+                break;
+            }
+            lo = hi + 1;
+        }
+        Ok(out)
     }
 
     /// The timestamp of block `number`.

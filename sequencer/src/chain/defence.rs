@@ -5,13 +5,12 @@
 //! [`super::watch`] finds the games and runs one defence per game.
 
 use super::bindings::InferenceRollup;
-use super::client::{ChainClient, classify};
+use super::client::ChainClient;
 use super::driver::{DriverConfig, GameDriver};
 use super::follower::fetch_batch_data;
 use super::{BatchEntry, ChainError, GameEnd, Result};
 use crate::dev::Lie;
 use alloy::primitives::{B256, U256};
-use alloy::providers::Provider;
 use alloy::rpc::types::Filter;
 use alloy::sol_types::SolEvent;
 use bisection::{Belief, Side, TracePlayer};
@@ -38,46 +37,35 @@ pub async fn disputed_claim(
     from_block: u64,
 ) -> Result<DisputedClaim> {
     let rollup = client.addresses().rollup;
-    let logs = |filter: Filter, op: &'static str| async move {
-        client
-            .retry(op, || async {
-                client
-                    .provider()
-                    .get_logs(&filter)
-                    .await
-                    .map_err(|e| classify(op, &e))
-            })
-            .await
-    };
-    let challenged = logs(
-        Filter::new()
-            .address(rollup)
-            .event_signature(InferenceRollup::ClaimChallenged::SIGNATURE_HASH)
-            .topic3(B256::from(game_id))
-            .from_block(from_block),
-        "getLogs ClaimChallenged",
-    )
-    .await?;
-    let log = challenged.first().ok_or_else(|| {
-        ChainError::Inconsistent(format!("game {game_id} was not opened by the rollup"))
-    })?;
+    let log = client
+        .first_log(
+            "getLogs ClaimChallenged",
+            &Filter::new()
+                .address(rollup)
+                .event_signature(InferenceRollup::ClaimChallenged::SIGNATURE_HASH)
+                .topic3(B256::from(game_id)),
+            from_block,
+        )
+        .await?
+        .ok_or_else(|| {
+            ChainError::Inconsistent(format!("game {game_id} was not opened by the rollup"))
+        })?;
     let e = InferenceRollup::ClaimChallenged::decode_log(&log.inner).map_err(|e| {
         ChainError::Decode {
             op: "ClaimChallenged",
             message: e.to_string(),
         }
     })?;
-    let posted = logs(
-        Filter::new()
-            .address(rollup)
-            .event_signature(InferenceRollup::BatchPosted::SIGNATURE_HASH)
-            .topic1(B256::from(e.batchId))
-            .from_block(from_block),
-        "getLogs BatchPosted",
-    )
-    .await?;
-    let batch_tx = posted
-        .first()
+    let batch_tx = client
+        .first_log(
+            "getLogs BatchPosted",
+            &Filter::new()
+                .address(rollup)
+                .event_signature(InferenceRollup::BatchPosted::SIGNATURE_HASH)
+                .topic1(B256::from(e.batchId)),
+            from_block,
+        )
+        .await?
         .and_then(|l| l.transaction_hash)
         .ok_or_else(|| ChainError::Inconsistent(format!("batch {} was not posted", e.batchId)))?;
     Ok(DisputedClaim {

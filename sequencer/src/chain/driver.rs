@@ -13,11 +13,10 @@
 //! defender) and the challenger's attack (as challenger); tests drive lying players with it.
 
 use super::bindings::{DisputeGame, IOneStepVerifier};
-use super::client::{ChainClient, classify, classify_contract};
+use super::client::{ChainClient, classify_contract};
 use super::follower::{LogPosition, game_claim};
 use super::{ChainError, Result, to_b256};
 use alloy::primitives::{B256, Bytes, U256};
-use alloy::providers::Provider;
 use alloy::rpc::types::Filter;
 use alloy::sol_types::{SolEvent, SolInterface};
 use bisection::{Claim, DissectionDegree, Game, GameConfig, Move, Phase, Player, Side};
@@ -120,20 +119,13 @@ impl<P: Player> GameDriver<P> {
         let filter = Filter::new()
             .address(games)
             .event_signature(DisputeGame::GameOpened::SIGNATURE_HASH)
-            .topic1(B256::from(game_id))
-            .from_block(config.from_block);
-        let logs = client
-            .retry("getLogs GameOpened", || async {
-                client
-                    .provider()
-                    .get_logs(&filter)
-                    .await
-                    .map_err(|e| classify("getLogs GameOpened", &e))
-            })
-            .await?;
-        let log = logs.first().ok_or_else(|| {
-            ChainError::Inconsistent(format!("game {game_id} has no GameOpened event"))
-        })?;
+            .topic1(B256::from(game_id));
+        let log = client
+            .first_log("getLogs GameOpened", &filter, config.from_block)
+            .await?
+            .ok_or_else(|| {
+                ChainError::Inconsistent(format!("game {game_id} has no GameOpened event"))
+            })?;
         let opened =
             DisputeGame::GameOpened::decode_log(&log.inner).map_err(|e| ChainError::Decode {
                 op: "GameOpened",
@@ -231,18 +223,10 @@ impl<P: Player> GameDriver<P> {
         }
         let filter = Filter::new()
             .address(self.client.addresses().games)
-            .topic1(B256::from(self.game_id))
-            .from_block(self.next_block)
-            .to_block(head);
+            .topic1(B256::from(self.game_id));
         let logs = self
             .client
-            .retry("getLogs game", || async {
-                self.client
-                    .provider()
-                    .get_logs(&filter)
-                    .await
-                    .map_err(|e| classify("getLogs game", &e))
-            })
+            .logs("getLogs game", &filter, self.next_block, Some(head))
             .await?;
         for log in logs {
             let pos = LogPosition {

@@ -18,9 +18,6 @@ use alloy::sol_types::{SolCall, SolEvent};
 use bisection::Side;
 use inference::merkle::H256;
 
-/// Default blocks fetched per `eth_getLogs` call while catching up.
-pub const DEFAULT_MAX_RANGE: u64 = 2_000;
-
 /// Where a log sits in the chain.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct LogPosition {
@@ -288,13 +285,13 @@ pub struct EventFollower {
 
 impl EventFollower {
     /// Follows from `start_block`, staying `confirmations` blocks behind the head (0: follow
-    /// the head itself).
+    /// the head itself), fetching the client's `log_range` blocks per poll.
     pub fn new(client: ChainClient, start_block: u64, confirmations: u64) -> Self {
         Self {
+            max_range: client.config().log_range.max(1),
             client,
             next_block: start_block,
             confirmations,
-            max_range: DEFAULT_MAX_RANGE,
         }
     }
 
