@@ -89,8 +89,7 @@ fmt:
 
 clippy:
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
-	$(CARGO) clippy -p inference --features tch --all-targets --locked -- -D warnings
-	$(CARGO) clippy -p sequencer --features tch --all-targets --locked -- -D warnings
+	$(CARGO) clippy -p inference -p sequencer --features inference/tch,sequencer/tch --all-targets --locked -- -D warnings
 
 doc:
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps --locked --quiet
