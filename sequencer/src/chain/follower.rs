@@ -8,11 +8,10 @@
 
 use super::batch_data::BatchData;
 use super::bindings::{DisputeGame, InferenceRollup, ModelRegistry};
-use super::client::{ChainClient, classify, u256_to_u64};
+use super::client::{ChainClient, u256_to_u64};
 use super::{ChainError, Result, to_h256};
 use crate::claim::Claim;
 use alloy::primitives::{Address, B256, Bytes, U256};
-use alloy::providers::Provider;
 use alloy::rpc::types::{Filter, Log};
 use alloy::sol_types::{SolCall, SolEvent};
 use bisection::Side;
@@ -319,19 +318,10 @@ impl EventFollower {
         }
         let to = last.min(self.next_block.saturating_add(self.max_range - 1));
         let a = self.client.addresses();
-        let filter = Filter::new()
-            .address(vec![a.registry, a.rollup, a.games])
-            .from_block(self.next_block)
-            .to_block(to);
+        let filter = Filter::new().address(vec![a.registry, a.rollup, a.games]);
         let logs = self
             .client
-            .retry("getLogs", || async {
-                self.client
-                    .provider()
-                    .get_logs(&filter)
-                    .await
-                    .map_err(|e| classify("getLogs", &e))
-            })
+            .logs("getLogs", &filter, self.next_block, Some(to))
             .await?;
         let mut events = Vec::with_capacity(logs.len());
         for log in &logs {
