@@ -22,12 +22,12 @@
 //!
 //! | program | ops `n` | `d` | degree | trace rounds | tensor rounds | moves |
 //! |---|---|---|---|---|---|---|
-//! | demo encoder | 43 | 4 | 2 | 6 | 2 | 20 |
-//! | demo encoder | 43 | 4 | 8 | 2 | 2 | 12 |
-//! | demo encoder | 43 | 4 | 64 | 1 | 2 | 10 |
-//! | all-MiniLM-L6-v2, 128 tokens | 236 | 15 | 2 | 8 | 5 | 30 |
-//! | all-MiniLM-L6-v2, 128 tokens | 236 | 15 | 8 | 3 | 5 | 20 |
-//! | all-MiniLM-L6-v2, 128 tokens | 236 | 15 | 64 | 2 | 5 | 18 |
+//! | demo encoder | 44 | 4 | 2 | 6 | 2 | 20 |
+//! | demo encoder | 44 | 4 | 8 | 2 | 2 | 12 |
+//! | demo encoder | 44 | 4 | 64 | 1 | 2 | 10 |
+//! | all-MiniLM-L6-v2, 128 tokens | 237 | 15 | 2 | 8 | 5 | 30 |
+//! | all-MiniLM-L6-v2, 128 tokens | 237 | 15 | 8 | 3 | 5 | 20 |
+//! | all-MiniLM-L6-v2, 128 tokens | 237 | 15 | 64 | 2 | 5 | 18 |
 //! | SmolLM2-135M, 16-token prompt, 8 new tokens | 18,779 | 13 | 2 | 15 | 5 | 44 |
 //! | SmolLM2-135M, 16-token prompt, 8 new tokens | 18,779 | 13 | 8 | 5 | 5 | 24 |
 //! | SmolLM2-135M, 16-token prompt, 8 new tokens | 18,779 | 13 | 64 | 3 | 5 | 20 |

@@ -281,18 +281,31 @@ fn cases() -> Vec<GasCase> {
         });
     }
     {
-        let x = t(r, DType::I16, &[1, 128, 384]);
+        let x = t(r, DType::I16, &[1, 384, 128]);
+        // MiniLM turns its last hidden state [1, S, D] into [1, D, S] for mean_pool (values
+        // do not change the cost of one transposed element: the same data, viewed as [1, S, D]).
+        let h = x.clone().reshaped(vec![1, 128, 384]).expect("same size");
         let mask = r.tensor_with(DType::I32, &[1, 128], |_| 1);
         let op = Op::MeanPool {
             x_zero_point: 0,
             frac_bits: 8,
             y_zero_point: 0,
         };
-        let case = Case::inferred(op, vec![x, mask], DType::I16).expect("valid");
+        let case = Case::inferred(op, vec![x, mask], DType::I32).expect("valid");
         v.push(GasCase {
             model: m,
-            what: "mean_pool (128 rows)",
+            what: "mean_pool (128 positions)",
             index: 383,
+            case,
+        });
+        let op = Op::Transpose {
+            perm: vec![0, 2, 1],
+        };
+        let case = Case::inferred(op, vec![h], DType::I16).expect("valid");
+        v.push(GasCase {
+            model: m,
+            what: "transpose (hidden state for mean_pool)",
+            index: case.out.numel() - 1,
             case,
         });
     }

@@ -511,7 +511,7 @@ fn slice(rng: &mut Rng) -> Option<Case> {
 fn mean_pool(rng: &mut Rng) -> Option<Case> {
     let (b, s, d) = (1 + rng.below(3), 1 + rng.below(30), 1 + rng.below(20));
     let dx = rng.dtype();
-    let x = rng.tensor(dx, &[b, s, d]);
+    let x = rng.tensor(dx, &[b, d, s]);
     let dm = rng.dtype();
     let dead = rng.one_in(4);
     let mask = rng.tensor_with(dm, &[b, s], |r| {

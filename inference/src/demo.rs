@@ -347,6 +347,14 @@ pub fn model() -> Result<Model> {
     let both = b.push(Op::Concat { axis: 1 }, &[h2, x], DType::I8)?;
     let head = dense(&mut b, &mut rng, "head", both, 2 * D, OUT)?;
     let head3 = b.reshape(head, &[1, SEQ, OUT])?;
+    // mean_pool reduces the last axis: the sequence goes last.
+    let head3 = b.push(
+        Op::Transpose {
+            perm: vec![0, 2, 1],
+        },
+        &[head3],
+        DType::I8,
+    )?;
     let pooled = b.push(
         Op::MeanPool {
             x_zero_point: -2,

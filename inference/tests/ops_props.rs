@@ -253,7 +253,7 @@ proptest! {
         let mut g = Gen(SplitMix64(seed));
         let (b, s, d) = (g.dim(3), g.dim(8), g.dim(6));
         let dx = g.dtype(ALL);
-        let x = g.tensor(dx, &[b, s, d]);
+        let x = g.tensor(dx, &[b, d, s]);
         let dm = g.dtype(ALL);
         let mask = make(dm, &[b, s], (0..b * s).map(|_| if g.chance(60) { g.value(dm) } else { 0 }).collect());
         let out = g.dtype(ALL);

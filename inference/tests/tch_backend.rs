@@ -434,7 +434,7 @@ fn mean_pool_and_argmax() {
     cases("mean_pool/argmax", 150, |g, d, t| {
         let (b, s, dd) = (g.dim(3), g.dim(8), g.dim(6));
         let dx = g.dtype(&[DType::I8, DType::I16, DType::I16, DType::I32]);
-        let x = g.tensor(dx, &[b, s, dd]);
+        let x = g.tensor(dx, &[b, dd, s]);
         let dm = g.dtype(ALL);
         let mask = make(
             dm,

@@ -230,7 +230,7 @@ fn golden_commitments() {
 const GOLDEN: [(&str, &str); 6] = [
     (
         "program_hash",
-        "0x54bee5e14a7a51af8e3d224223466aebfe15ddc6185f0867d27bb31e5e5d1fff",
+        "0x344ee9e912ee35ba7d0917b6db8092683bde370e1cec949e474b2f94692b4cd5",
     ),
     (
         "weights_root",
@@ -238,7 +238,7 @@ const GOLDEN: [(&str, &str); 6] = [
     ),
     (
         "model_id",
-        "0xaf4c309758756a4ac29243476dbe2f2494a80f05e9b5e9173682769a66126708",
+        "0xe6828227bda3405bd9971974f2dcf780d9643c7f65dd38ef1d018891f8a6a0c8",
     ),
     (
         "s_0",
@@ -246,7 +246,7 @@ const GOLDEN: [(&str, &str); 6] = [
     ),
     (
         "s_n",
-        "0x53bfbf2829490c7fb0f5e2b49e4beda9906ff87f4152dc6461f7ecd9cc1de257",
+        "0xefdef4538d0dad9991a84d2ba16b026adce3f51021fab86608c5f065607eed89",
     ),
     (
         "output",

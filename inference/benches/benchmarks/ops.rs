@@ -285,13 +285,13 @@ fn bench_pointwise(c: &mut Criterion, s: usize, d: usize, f: usize, h: usize) {
     let mask = Tensor::from_i32(vec![1, s], vec![1; s]).unwrap();
     bench(
         c,
-        "mean_pool_1x128x384_i8",
+        "mean_pool_1x384x128_i8",
         Op::MeanPool {
             x_zero_point: 0,
             frac_bits: 4,
             y_zero_point: 0,
         },
-        vec![tensor(DType::I8, &[1, s, d], 16), mask],
+        vec![tensor(DType::I8, &[1, d, s], 16), mask],
         DType::I16,
         (s * d) as u64,
     );

@@ -779,6 +779,15 @@ impl Calibrated {
         }
         progress("building layers", layers, layers);
         let h3 = q.b.reshape(h16, &[1, s, d])?;
+        // mean_pool reduces the last axis ([1, D, S]): one pooled output then reads one
+        // contiguous run of the hidden state, which keeps its one-step proof small.
+        let h3 = q.b.push(
+            Op::Transpose {
+                perm: vec![0, 2, 1],
+            },
+            &[h3],
+            DType::I16,
+        )?;
         let pooled = q.b.push(
             Op::MeanPool {
                 x_zero_point: 0,

@@ -180,7 +180,7 @@ pub enum Op {
         /// One past the last index kept.
         end: usize,
     },
-    /// Masked mean over axis 1. Operands: `x [B, S, D]`, `mask [B, S]`.
+    /// Masked mean over the last axis. Operands: `x [B, D, S]`, `mask [B, S]`.
     MeanPool {
         /// Zero point of `x`.
         x_zero_point: i32,
@@ -669,10 +669,10 @@ impl Op {
                 want_dtype(kind, "x", x, INT_TYPES)?;
                 want_dtype(kind, "mask", mask, INT_TYPES)?;
                 want_rank(kind, "x", x, 3)?;
-                if mask.shape != x.shape[..2] {
+                if mask.shape != [x.shape[0], x.shape[2]] {
                     return Err(Error::Shape(format!(
-                        "{kind}: mask must be [{}, {}], got {mask}",
-                        x.shape[0], x.shape[1]
+                        "{kind}: mask must be [{}, {}] (x is [B, D, S]), got {mask}",
+                        x.shape[0], x.shape[2]
                     )));
                 }
                 zero_point(kind, "x_zero_point", *x_zero_point, x.dtype)?;
@@ -681,7 +681,7 @@ impl Op {
                 }
                 let dt = out(INT_TYPES)?;
                 zero_point(kind, "y_zero_point", *y_zero_point, dt)?;
-                Ok(TensorType::new(dt, vec![x.shape[0], x.shape[2]]))
+                Ok(TensorType::new(dt, vec![x.shape[0], x.shape[1]]))
             }
             Self::Argmax => {
                 arity(1, 1)?;

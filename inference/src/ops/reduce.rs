@@ -7,7 +7,8 @@ use super::rows_of;
 use crate::error::Result;
 use crate::tensor::{DType, Tensor};
 
-/// `mean_pool` (spec: `docs/ops.md`): the masked mean over axis 1 of `x [B, S, D]`.
+/// `mean_pool` (spec: `docs/ops.md`): the masked mean over the last axis of `x [B, D, S]`
+/// (the sequence axis last, so that one output's operands are one contiguous run of `x`).
 pub fn mean_pool(
     x: &Tensor,
     mask: &Tensor,
@@ -16,15 +17,15 @@ pub fn mean_pool(
     y_zp: i32,
     out: DType,
 ) -> Result<Tensor> {
-    let (b, s, d) = (x.shape()[0], x.shape()[1], x.shape()[2]);
-    let keep: Vec<bool> = with_elements!(mask, v => v.iter().map(|&m| m != 0).collect());
+    let (b, d, s) = (x.shape()[0], x.shape()[1], x.shape()[2]);
+    let keep: Vec<i64> = with_elements!(mask, v => v.iter().map(|&m| i64::from(m != 0)).collect());
     let isa = Isa::detect();
     let data = with_elements!(x, xs => with_dtype!(out, Y => {
         let mut y = vec![Y::default(); b * d];
-        for_each_rows(&mut y, d, s * d, |first, block| {
+        for_each_rows(&mut y, d, d * s, |first, block| {
             for (i, dst) in block.chunks_exact_mut(d).enumerate() {
                 let bi = first + i;
-                let rows = &xs[bi * s * d..(bi + 1) * s * d];
+                let rows = &xs[bi * d * s..(bi + 1) * d * s];
                 pool(isa, rows, &keep[bi * s..(bi + 1) * s], x_zp, frac_bits, y_zp, dst);
             }
         });
@@ -33,35 +34,30 @@ pub fn mean_pool(
     Tensor::new(vec![b, d], data)
 }
 
-/// One batch: `rows` is `S x D`, `keep` the `S` mask values, `dst` the `D` outputs.
+/// One batch: `rows` is `D x S`, `keep` the `S` mask values (0 or 1), `dst` the `D` outputs.
 fn pool<X: Element, Y: Element>(
     isa: Isa,
     rows: &[X],
-    keep: &[bool],
+    keep: &[i64],
     x_zp: i32,
     frac_bits: u32,
     y_zp: i32,
     dst: &mut [Y],
 ) {
-    let d = dst.len();
-    let count = keep.iter().filter(|&&k| k).count();
+    let s = keep.len();
+    let count = keep.iter().sum::<i64>();
     if count == 0 {
         dst.fill(Y::sat(y_zp as i64));
         return;
     }
-    let mut sums = vec![0i128; d];
-    // |x| <= 2^31: 2^31 rows of i64 partial sums cannot overflow.
-    let kept = rows.chunks_exact(d).zip(keep).filter(|&(_, &k)| k);
-    let mut partial = vec![0i64; d];
-    for (i, (row, _)) in kept.enumerate() {
-        accumulate(isa, &mut partial, row);
-        if (i + 1) % (1 << 31) == 0 {
-            flush(&mut sums, &mut partial);
-        }
-    }
-    flush(&mut sums, &mut partial);
     let (c, zp) = (count as i128, x_zp as i128);
-    for (y, &sum) in dst.iter_mut().zip(&sums) {
+    for (y, row) in dst.iter_mut().zip(rows.chunks_exact(s)) {
+        // Blocks of 2^31 elements of |x| <= 2^31 sum exactly in i64.
+        let sum: i128 = row
+            .chunks(1 << 31)
+            .zip(keep.chunks(1 << 31))
+            .map(|(r, k)| masked_sum(isa, r, k) as i128)
+            .sum();
         // |sum - C zp| <= C 2^32 < 2^96 and 2^frac_bits <= 2^30: below 2^127.
         let v = round_div((sum - c * zp) << frac_bits, c);
         *y = Y::sat_wide(y_zp as i128 + v);
@@ -69,18 +65,9 @@ fn pool<X: Element, Y: Element>(
 }
 
 vectorized! {
-    /// `partial += row`.
-    fn accumulate<X: Element>(partial: &mut [i64], row: &[X]) {
-        for (p, &v) in partial.iter_mut().zip(row) {
-            *p += v.to_i64();
-        }
-    }
-}
-
-fn flush(sums: &mut [i128], partial: &mut [i64]) {
-    for (s, p) in sums.iter_mut().zip(partial.iter_mut()) {
-        *s += *p as i128;
-        *p = 0;
+    /// `sum row[i] keep[i]` (`keep` is 0 or 1; at most 2^31 elements, so no overflow).
+    fn masked_sum<X: Element>(row: &[X], keep: &[i64]) -> i64 {
+        row.iter().zip(keep).map(|(&v, &k)| v.to_i64() * k).sum()
     }
 }
 
@@ -135,11 +122,9 @@ mod tests {
             let want = row.iter().position(|&v| v == max).unwrap() as i32;
             for isa in Isa::available() {
                 prop_assert_eq!(first_max(isa, &row), want, "{:?}", isa);
-                let mut partial = vec![5i64; row.len()];
-                accumulate(isa, &mut partial, &row);
-                for (p, &v) in partial.iter().zip(&row) {
-                    prop_assert_eq!(*p, 5 + v as i64);
-                }
+                let keep: Vec<i64> = row.iter().map(|&v| i64::from(v > 0)).collect();
+                let want: i64 = row.iter().filter(|&&v| v > 0).map(|&v| v as i64).sum();
+                prop_assert_eq!(masked_sum(isa, &row, &keep), want, "{:?}", isa);
             }
         }
     }

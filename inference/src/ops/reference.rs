@@ -391,14 +391,14 @@ fn element_of(op: &Op, inputs: &[&View<'_>], out: &TensorType, index: usize) -> 
         } => {
             let (x, mask) = (inputs[0], inputs[1]);
             let (b, di) = (o[0], o[1]);
-            let s = x.shape()[1];
+            let s = x.shape()[2];
             let kept: Vec<usize> = (0..s).filter(|&si| at(mask, &[b, si]) != 0).collect();
             if kept.is_empty() {
                 sat(*y_zero_point as i128)
             } else {
                 let sum: i128 = kept
                     .iter()
-                    .map(|&si| at(x, &[b, si, di]) - *x_zero_point as i128)
+                    .map(|&si| at(x, &[b, di, si]) - *x_zero_point as i128)
                     .sum();
                 sat(*y_zero_point as i128
                     + round_div(sum * (1i128 << *frac_bits), kept.len() as i128))

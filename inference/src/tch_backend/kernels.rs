@@ -646,7 +646,7 @@ pub(crate) fn rope(
     saturate(&y, y_zero_point, out.dtype)
 }
 
-/// `mean_pool`: the masked sum over axis 1, `round_div(2^q sum, count)`.
+/// `mean_pool`: the masked sum over the last axis of `x [B, D, S]`, `round_div(2^q sum, count)`.
 pub(crate) fn mean_pool(
     x: &Tensor,
     mask: &Tensor,
@@ -655,12 +655,12 @@ pub(crate) fn mean_pool(
     y_zero_point: i32,
     out: &TensorType,
 ) -> Result<Tensor> {
-    let kept = mask.f_ne(0i64)?.f_to_kind(Kind::Int64)?.f_unsqueeze(-1)?;
+    let kept = mask.f_ne(0i64)?.f_to_kind(Kind::Int64)?.f_unsqueeze(1)?;
     let sum = wide(x)?
         .f_sub_scalar(i64::from(x_zero_point))?
         .f_mul(&kept)?
-        .f_sum_dim_intlist([1i64].as_slice(), false, Kind::Int64)?;
-    let count = kept.f_sum_dim_intlist([1i64].as_slice(), false, Kind::Int64)?;
+        .f_sum_dim_intlist([-1i64].as_slice(), false, Kind::Int64)?;
+    let count = kept.f_sum_dim_intlist([-1i64].as_slice(), false, Kind::Int64)?;
     let y = round_div(
         &sum.f_bitwise_left_shift_tensor_scalar(i64::from(frac_bits))?,
         &count.f_clamp_min(1i64)?,

@@ -7,38 +7,41 @@ import {LibFixedPoint} from "../LibFixedPoint.sol";
 
 /// @title ReduceKernels
 /// @notice One output element of `mean_pool` (`docs/ops.md` 16: the mask row and the kept
-///         elements of a column of `x`) and `argmax` (17: the row of `x`).
+///         elements of one row of `x`) and `argmax` (17: the row of `x`).
 library ReduceKernels {
     using LibTensor for TensorView;
 
-    /// @notice `mean_pool`: params `x_zp, frac_bits, y_zp`; operands `x [B, S, D]`, `mask [B, S]`.
+    /// @notice `mean_pool`: params `x_zp, frac_bits, y_zp`; operands `x [B, D, S]`, `mask [B, S]`.
     function meanPool(int256[] memory p_, TensorView[] memory x_, TensorView memory out_, uint256 index_)
         internal
         pure
         returns (int256)
     {
         (uint256 s, uint256 d) = _checkMeanPool(p_, x_, out_);
-        (int256 sum, uint256 kept) = _keptColumnSum(x_[0], x_[1], index_ / d, index_ % d, s, p_[0]);
+        uint256 b = index_ / d;
+        (int256 sum, uint256 kept) = _keptRowSum(x_[0], x_[1], b * s, index_ * s, s);
         if (kept == 0) return LibTensor.sat(p_[2], out_.dtype);
+        // sum (x - zp) over the kept positions.
+        sum -= int256(kept) * p_[0];
         return LibTensor.sat(p_[2] + LibFixedPoint.roundDiv(sum << uint256(p_[1]), int256(kept)), out_.dtype);
     }
 
-    /// @dev `sum (x[b, s, col] - zp)` over the `s` kept by mask row `b_`, and how many are kept.
-    function _keptColumnSum(
+    /// @dev `sum x[b, d, s]` over the `s` kept by mask row `b`, and how many are kept. The
+    ///      `S` operands of output `b * D + d` are contiguous in `x`: they start at element
+    ///      `xFirst_ = (b * D + d) * S`; mask row `b` starts at `maskFirst_ = b * S`.
+    function _keptRowSum(
         TensorView memory x_,
         TensorView memory mask_,
-        uint256 b_,
-        uint256 col_,
-        uint256 s_,
-        int256 zp_
+        uint256 maskFirst_,
+        uint256 xFirst_,
+        uint256 s_
     ) private pure returns (int256 sum_, uint256 kept_) {
-        (bool okM, uint256 ptrM) = mask_.span(b_ * s_, s_, 1);
-        uint256 d = x_.dims[2];
-        uint256 first = b_ * s_ * d + col_; // x[b, 0, col]
+        (bool okM, uint256 ptrM) = mask_.span(maskFirst_, s_, 1);
+        (bool okX, uint256 ptrX) = x_.span(xFirst_, s_, 1);
         for (uint256 si = 0; si < s_; ++si) {
-            if ((okM ? LibTensor.load(ptrM + si * mask_.size, mask_.size) : mask_.get(b_ * s_ + si)) != 0) {
+            if ((okM ? LibTensor.load(ptrM + si * mask_.size, mask_.size) : mask_.get(maskFirst_ + si)) != 0) {
                 ++kept_;
-                sum_ += x_.get(first + si * d) - zp_;
+                sum_ += okX ? LibTensor.load(ptrX + si * x_.size, x_.size) : x_.get(xFirst_ + si);
             }
         }
     }
@@ -54,8 +57,8 @@ library ReduceKernels {
         TensorView memory mask = x_[1];
         x.requireRank(3);
         mask.requireRank(2);
-        s_ = x.dims[1];
-        d_ = x.dims[2];
+        d_ = x.dims[1];
+        s_ = x.dims[2];
         if (mask.dims[0] != x.dims[0] || mask.dims[1] != s_) revert IOneStepVerifier.OperandTypeInvalid(1);
         LibTensor.requireInRange(p_[0], x.dtype);
         if (p_[1] > 30) revert IOneStepVerifier.ParamOutOfRange();
