@@ -88,16 +88,20 @@ fmt:
 	$(CARGO) fmt --all --check
 
 clippy:
+	@echo "== make $@ at $$(date +%T)"
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 	$(CARGO) clippy -p inference -p sequencer --features inference/tch,sequencer/tch --all-targets --locked -- -D warnings
 
 doc:
+	@echo "== make $@ at $$(date +%T)"
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps --locked --quiet
 
 unit: ## cargo test on the whole workspace (tests on real models need `make models` first)
+	@echo "== make $@ at $$(date +%T)"
 	REQUIRE_MODELS=1 $(CARGO) test --workspace --locked --no-fail-fast
 
 conformance: $(VENV_STAMP) ## Fixtures and fresh random cases against LiteRT 2.3 itself
+	@echo "== make $@ at $$(date +%T)"
 	$(CARGO) build --release --locked -p inference
 	$(VENV_PY) scripts/litert_fully_connected.py verify --dir inference/tests/fixtures/litert_fully_connected
 	$(VENV_PY) scripts/litert_fully_connected.py check-cli --bin target/release/inference \
@@ -138,6 +142,7 @@ contracts: $(FOUNDRY_STAMP) ## Build the Solidity and export contracts/artifacts
 	$(PYTHON) scripts/export_artifacts.py
 
 contracts-test: $(FOUNDRY_STAMP) ## Forge unit, fuzz and invariant tests of the contracts
+	@echo "== make $@ at $$(date +%T)"
 	cd contracts && ./node_modules/.bin/forge test
 
 contracts-gas: $(FOUNDRY_STAMP) ## Gas of postBatch and of every game move -> contracts/gas/{post_batch,game}.json
@@ -147,6 +152,7 @@ gas-onestep: ## Gas of the one-step at MiniLM/SmolLM2 shapes -> contracts/gas/on
 	$(CARGO) test -p contracts --locked --test gas
 
 tch: $(TORCH_STAMP) models ## The libtorch backend against the CPU engine, op by op (CUDA too when present)
+	@echo "== make $@ at $$(date +%T)"
 	REQUIRE_MODELS=1 $(CARGO) test -p inference --features tch --locked --test tch_backend
 	$(CARGO) test -p inference --features tch --locked --lib tch_backend
 	REQUIRE_MODELS=1 $(CARGO) test -p sequencer --features tch --locked --test tch_exec
