@@ -124,13 +124,7 @@ fn requant(
 /// Splits `[SEQ, D]` into heads `[HEADS, SEQ, HEAD_DIM]`.
 fn heads(b: &mut ProgramBuilder, x: Operand) -> Result<Operand> {
     let r = b.reshape(x, &[SEQ, HEADS, HEAD_DIM])?;
-    b.push(
-        Op::Transpose {
-            perm: vec![1, 0, 2],
-        },
-        &[r],
-        DType::I8,
-    )
+    b.transpose(r, &[1, 0, 2])
 }
 
 /// Builds the demo model.
@@ -279,13 +273,7 @@ pub fn model() -> Result<Model> {
         &[probs, v],
         DType::I8,
     )?;
-    let ctx = b.push(
-        Op::Transpose {
-            perm: vec![1, 0, 2],
-        },
-        &[ctx],
-        DType::I8,
-    )?;
+    let ctx = b.transpose(ctx, &[1, 0, 2])?;
     let ctx = b.reshape(ctx, &[SEQ, D])?;
     let attn = dense(&mut b, &mut rng, "attn.out", ctx, D, D)?;
     let attn = requant(&mut b, attn, 16.0, -2, 0, DType::I16)?;
@@ -348,13 +336,7 @@ pub fn model() -> Result<Model> {
     let head = dense(&mut b, &mut rng, "head", both, 2 * D, OUT)?;
     let head3 = b.reshape(head, &[1, SEQ, OUT])?;
     // mean_pool reduces the last axis: the sequence goes last.
-    let head3 = b.push(
-        Op::Transpose {
-            perm: vec![0, 2, 1],
-        },
-        &[head3],
-        DType::I8,
-    )?;
+    let head3 = b.transpose(head3, &[0, 2, 1])?;
     let pooled = b.push(
         Op::MeanPool {
             x_zero_point: -2,

@@ -455,6 +455,18 @@ impl ProgramBuilder {
         self.push_typed(Op::Reshape, &[x], TensorType::new(dtype, shape.to_vec()))
     }
 
+    /// Appends a `transpose` of `x` by `perm` (a layout op: the dtype stays).
+    pub fn transpose(&mut self, x: Operand, perm: &[usize]) -> Result<Operand> {
+        let dtype = self.type_of(x)?.dtype;
+        self.push(
+            Op::Transpose {
+                perm: perm.to_vec(),
+            },
+            &[x],
+            dtype,
+        )
+    }
+
     /// Finishes with `output` as the program's output slot.
     pub fn finish(
         mut self,

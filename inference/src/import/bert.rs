@@ -490,13 +490,7 @@ impl Builder {
 
     fn heads(&mut self, x: Operand, s: usize, heads: usize, dh: usize) -> Result<Operand> {
         let r = self.b.reshape(x, &[s, heads, dh])?;
-        self.b.push(
-            Op::Transpose {
-                perm: vec![1, 0, 2],
-            },
-            &[r],
-            DType::I8,
-        )
+        self.b.transpose(r, &[1, 0, 2])
     }
 }
 
@@ -701,13 +695,7 @@ impl Calibrated {
                 &[probs, vh],
                 DType::I8,
             )?;
-            let ctx = q.b.push(
-                Op::Transpose {
-                    perm: vec![1, 0, 2],
-                },
-                &[ctx],
-                DType::I8,
-            )?;
+            let ctx = q.b.transpose(ctx, &[1, 0, 2])?;
             let ctx = q.b.reshape(ctx, &[s, d])?;
             let s_ao = sc.i16(&format!("ao{l}"))?;
             let ao = q.fc(
@@ -781,13 +769,7 @@ impl Calibrated {
         let h3 = q.b.reshape(h16, &[1, s, d])?;
         // mean_pool reduces the last axis ([1, D, S]): one pooled output then reads one
         // contiguous run of the hidden state, which keeps its one-step proof small.
-        let h3 = q.b.push(
-            Op::Transpose {
-                perm: vec![0, 2, 1],
-            },
-            &[h3],
-            DType::I16,
-        )?;
+        let h3 = q.b.transpose(h3, &[0, 2, 1])?;
         let pooled = q.b.push(
             Op::MeanPool {
                 x_zero_point: 0,

@@ -977,14 +977,7 @@ impl Prog<'_> {
     /// `[S, heads * dh]` to `[heads, S, dh]`.
     fn heads(&mut self, x: Operand, s: usize, heads: usize, dh: usize) -> Result<Operand> {
         let r = self.b.reshape(x, &[s, heads, dh])?;
-        let dt = self.b.type_of(r)?.dtype;
-        self.b.push(
-            Op::Transpose {
-                perm: vec![1, 0, 2],
-            },
-            &[r],
-            dt,
-        )
+        self.b.transpose(r, &[1, 0, 2])
     }
 
     fn rope(&mut self, x: Operand, pos0: usize) -> Result<Operand> {
@@ -1050,13 +1043,7 @@ impl Prog<'_> {
         )?;
         let probs = self.split(probs)?;
         let ctx = self.wide_matmul(probs, v, false, bl.ctx, DType::I16)?;
-        let ctx = self.b.push(
-            Op::Transpose {
-                perm: vec![1, 0, 2],
-            },
-            &[ctx],
-            DType::I16,
-        )?;
+        let ctx = self.b.transpose(ctx, &[1, 0, 2])?;
         let ctx = self.b.reshape(ctx, &[s, heads * dh])?;
         let ctx = self.split(ctx)?;
         let o = self.linear(ctx, &bl.o, DType::I32)?;
