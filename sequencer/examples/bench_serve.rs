@@ -267,7 +267,10 @@ async fn start_chain(
         poster,
         state.metrics.clone(),
         running.batch_built(),
-        Duration::from_millis(200),
+        sequencer::batching::PostSettings {
+            poll: Duration::from_millis(200),
+            ..Default::default()
+        },
         running.shutdown_signal(),
     ));
     Ok(anvil)

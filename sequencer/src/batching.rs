@@ -10,13 +10,22 @@
 //!
 //! ```text
 //! ready --sign, store--> signed --send, store--> sent --included--> posted
-//!   ^                                              |
+//!   ^                      ^                       |
+//!   |                      +-- pending too long: --+
+//!   |                          bump fees, store    |
 //!   +------------------ reverted ------------------+
 //! ```
 //!
 //! The signed transaction (hash, raw bytes, nonce) is committed *before* it is sent: after a
 //! crash a `signed` or `sent` batch re-sends exactly the same transaction (same nonce, same
 //! hash), which the chain accepts at most once.
+//!
+//! A transaction still in the mempool after [`PostSettings::bump_after`] (its fees too low
+//! for the chain's current base fee) is replaced: the poster signs the same call with the
+//! same nonce and higher fees ([`BatchPoster::bump`]), and the batch stores the replacement
+//! together with the hashes it replaced ([`crate::db::tables::ReplacedTxs`]). Only one
+//! transaction of a nonce can be mined; if a replaced one wins the race, the batch is posted
+//! by that one.
 
 use crate::claim::Claim;
 use crate::db::tables::{BatchRecord, BatchStatus, RequestRecord, SignedTx};
@@ -56,6 +65,16 @@ pub enum TxStatus {
     },
 }
 
+/// What the node said to a sent transaction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SendOutcome {
+    /// Accepted (or already known or included).
+    Accepted,
+    /// Refused for its fees: below the chain's base fee, or too little to replace the
+    /// pending transaction of its nonce.
+    Underpriced,
+}
+
 /// Posts batches to the settlement chain. The chain layer implements it (alloy over the
 /// `contracts` bindings); the state machine here calls it.
 pub trait BatchPoster: Send + Sync + 'static {
@@ -69,11 +88,20 @@ pub trait BatchPoster: Send + Sync + 'static {
         payload: &BatchPayload,
     ) -> impl Future<Output = Result<SignedTx, Self::Error>> + Send;
 
-    /// Sends a signed transaction. Sending one already known or included must succeed.
-    fn send(&self, tx: &SignedTx) -> impl Future<Output = Result<(), Self::Error>> + Send;
+    /// Sends a signed transaction. Sending one already known or included must succeed; one
+    /// the node refuses for its fees is [`SendOutcome::Underpriced`].
+    fn send(&self, tx: &SignedTx) -> impl Future<Output = Result<SendOutcome, Self::Error>> + Send;
 
     /// Where a transaction stands.
     fn status(&self, tx_hash: H256) -> impl Future<Output = Result<TxStatus, Self::Error>> + Send;
+
+    /// Signs a replacement of `tx`: the same call with the same nonce and fees high enough to
+    /// replace it in the mempool and to be mined at the chain's current fees; `None` when the
+    /// operator's fee ceiling leaves no room for that. Nothing is sent.
+    fn bump(
+        &self,
+        tx: &SignedTx,
+    ) -> impl Future<Output = Result<Option<SignedTx>, Self::Error>> + Send;
 }
 
 /// A posting error.
@@ -85,6 +113,14 @@ pub enum PostError<E: std::error::Error + 'static> {
     /// The poster failed.
     #[error("poster: {0}")]
     Poster(#[source] E),
+    /// The node refuses the transaction for its fees and the fee ceiling allows no higher.
+    #[error(
+        "batch transaction {tx} is underpriced and the fee ceiling allows no replacement (raise --chain.max-fee-per-gas, or wait for lower fees)"
+    )]
+    AtFeeCeiling {
+        /// The transaction.
+        tx: H256,
+    },
 }
 
 /// Batching settings.
@@ -204,8 +240,34 @@ pub fn payload(db: &SequencerDb, batch: &BatchRecord) -> Result<BatchPayload, Db
     })
 }
 
-/// How long a sent transaction may stay unknown to the node before it is sent again.
+/// Default wait of a sent transaction unknown to the node before it is sent again.
 pub const RESEND_AFTER: Duration = Duration::from_secs(30);
+
+/// Default wait of a transaction in the mempool before it is replaced with higher fees.
+pub const DEFAULT_BUMP_AFTER: Duration = Duration::from_secs(60);
+
+/// How the poster drives batch transactions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PostSettings {
+    /// How often an unposted batch is looked at (its transaction's status polled).
+    pub poll: Duration,
+    /// How long a transaction may wait in the mempool before it is replaced with higher
+    /// fees (and between two replacements).
+    pub bump_after: Duration,
+    /// How long a sent transaction may stay unknown to the node (dropped from its mempool)
+    /// before it is sent again.
+    pub resend_after: Duration,
+}
+
+impl Default for PostSettings {
+    fn default() -> Self {
+        Self {
+            poll: Duration::from_secs(1),
+            bump_after: DEFAULT_BUMP_AFTER,
+            resend_after: RESEND_AFTER,
+        }
+    }
+}
 
 /// What one step of the state machine did.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -222,6 +284,7 @@ pub async fn step<P: BatchPoster>(
     db: &SequencerDb,
     poster: &P,
     batch: &BatchRecord,
+    settings: &PostSettings,
 ) -> Result<Step, PostError<P::Error>> {
     let id = batch.id;
     match &batch.status {
@@ -236,7 +299,15 @@ pub async fn step<P: BatchPoster>(
             Ok(Step::Moved(status))
         }
         BatchStatus::Signed(tx) => {
-            poster.send(tx).await.map_err(PostError::Poster)?;
+            if poster.send(tx).await.map_err(PostError::Poster)? == SendOutcome::Underpriced {
+                let Some(replacement) = poster.bump(tx).await.map_err(PostError::Poster)? else {
+                    return Err(PostError::AtFeeCeiling { tx: tx.hash });
+                };
+                tracing::warn!(target: "sequencer::posting", batch = id, tx = %tx.hash, replacement = %replacement.hash, nonce = tx.nonce, "batch transaction refused for its fees; replacing it with higher fees");
+                let (db2, r) = (db.clone(), replacement.clone());
+                blocking(move || db2.replace_batch_tx(id, r)).await?;
+                return Ok(Step::Moved(BatchStatus::Signed(replacement)));
+            }
             let status = BatchStatus::Sent {
                 tx: tx.clone(),
                 sent_at_ms: now_ms(),
@@ -246,27 +317,62 @@ pub async fn step<P: BatchPoster>(
             Ok(Step::Moved(status))
         }
         BatchStatus::Sent { tx, sent_at_ms } => {
-            let status = match poster.status(tx.hash).await.map_err(PostError::Poster)? {
-                TxStatus::Pending => return Ok(Step::Waiting),
-                TxStatus::Unknown => {
-                    if now_ms().saturating_sub(*sent_at_ms) < RESEND_AFTER.as_millis() as u64 {
+            let waited = now_ms().saturating_sub(*sent_at_ms);
+            let mut included = poster.status(tx.hash).await.map_err(PostError::Poster)?;
+            let mut hash = tx.hash;
+            if included == TxStatus::Unknown {
+                // The node dropped it: maybe because a transaction it replaced was mined.
+                let db2 = db.clone();
+                for old in blocking(move || db2.replaced_txs(id)).await? {
+                    let s = poster.status(old).await.map_err(PostError::Poster)?;
+                    if matches!(s, TxStatus::Included { .. }) {
+                        (included, hash) = (s, old);
+                        break;
+                    }
+                }
+            }
+            let status = match included {
+                TxStatus::Pending => {
+                    if waited < settings.bump_after.as_millis() as u64 {
                         return Ok(Step::Waiting);
                     }
-                    // Dropped: the same signed transaction again (same nonce).
+                    let Some(replacement) = poster.bump(tx).await.map_err(PostError::Poster)?
+                    else {
+                        // At the fee ceiling: wait another `bump_after` before asking again.
+                        tracing::warn!(target: "sequencer::posting", batch = id, tx = %tx.hash, waited_ms = waited, "batch transaction still pending and the fee ceiling allows no replacement");
+                        let status = BatchStatus::Sent {
+                            tx: tx.clone(),
+                            sent_at_ms: now_ms(),
+                        };
+                        let (db2, s, attempts) = (db.clone(), status.clone(), batch.attempts);
+                        blocking(move || db2.set_batch_status(id, s, attempts)).await?;
+                        return Ok(Step::Moved(status));
+                    };
+                    tracing::warn!(target: "sequencer::posting", batch = id, tx = %tx.hash, replacement = %replacement.hash, nonce = tx.nonce, waited_ms = waited, "batch transaction pending too long; replacing it with higher fees");
+                    let (db2, r) = (db.clone(), replacement.clone());
+                    blocking(move || db2.replace_batch_tx(id, r)).await?;
+                    return Ok(Step::Moved(BatchStatus::Signed(replacement)));
+                }
+                TxStatus::Unknown => {
+                    if waited < settings.resend_after.as_millis() as u64 {
+                        return Ok(Step::Waiting);
+                    }
+                    // Dropped: the same signed transaction again (same nonce; replaced with
+                    // higher fees if the node refuses it for its fees).
                     BatchStatus::Signed(tx.clone())
                 }
                 TxStatus::Included {
                     block,
                     success: true,
                 } => BatchStatus::Posted {
-                    tx_hash: tx.hash,
+                    tx_hash: hash,
                     block,
                 },
                 TxStatus::Included {
                     block,
                     success: false,
                 } => {
-                    tracing::warn!(target: "sequencer::posting", batch = id, tx = %tx.hash, block, "batch transaction reverted; signing again");
+                    tracing::warn!(target: "sequencer::posting", batch = id, tx = %hash, block, "batch transaction reverted; signing again");
                     BatchStatus::Ready
                 }
             };
@@ -285,7 +391,7 @@ pub async fn run_poster<P: BatchPoster>(
     poster: P,
     metrics: Arc<Metrics>,
     built: Arc<Notify>,
-    poll: Duration,
+    settings: PostSettings,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut backoff = Duration::from_millis(200);
@@ -304,11 +410,17 @@ pub async fn run_poster<P: BatchPoster>(
         let mut progressed = false;
         let mut failed = false;
         if let Some(batch) = pending.first() {
-            match step(&db, &poster, batch).await {
+            match step(&db, &poster, batch, &settings).await {
                 Ok(Step::Moved(status)) => {
                     tracing::info!(target: "sequencer::posting", batch = batch.id, status = status.as_str(), tx = ?status.tx_hash(), "batch status");
                     if matches!(status, BatchStatus::Posted { .. }) {
                         metrics.batches_posted.inc();
+                    }
+                    if matches!(status, BatchStatus::Signed(_))
+                        && matches!(batch.status, BatchStatus::Sent { .. })
+                        && batch.status.tx_hash() != status.tx_hash()
+                    {
+                        metrics.batch_fee_bumps.inc();
                     }
                     progressed = true;
                     backoff = Duration::from_millis(200);
@@ -327,7 +439,7 @@ pub async fn run_poster<P: BatchPoster>(
             backoff = (backoff * 2).min(Duration::from_secs(30));
             backoff
         } else {
-            poll
+            settings.poll
         };
         tokio::select! {
             _ = built.notified(), if pending.is_empty() => {}
@@ -350,6 +462,9 @@ mod tests {
         signed: Mutex<Vec<u64>>,
         sent: Mutex<Vec<H256>>,
         included: Mutex<Option<(u64, bool)>>,
+        /// When set, `included` applies to this transaction only; the node knows no other.
+        mined: Mutex<Option<H256>>,
+        bumped: Mutex<Vec<H256>>,
     }
 
     #[derive(Debug, thiserror::Error)]
@@ -370,18 +485,36 @@ mod tests {
             })
         }
 
-        async fn send(&self, tx: &SignedTx) -> Result<(), RpcDown> {
+        async fn send(&self, tx: &SignedTx) -> Result<SendOutcome, RpcDown> {
             self.sent.lock().unwrap().push(tx.hash);
-            Ok(())
+            Ok(SendOutcome::Accepted)
         }
 
-        async fn status(&self, _tx: H256) -> Result<TxStatus, RpcDown> {
+        async fn status(&self, tx: H256) -> Result<TxStatus, RpcDown> {
+            let mined = *self.mined.lock().unwrap();
             Ok(match *self.included.lock().unwrap() {
+                Some(_) if mined.is_some_and(|m| m != tx) => TxStatus::Unknown,
                 Some((block, success)) => TxStatus::Included { block, success },
                 None => TxStatus::Pending,
             })
         }
+
+        async fn bump(&self, tx: &SignedTx) -> Result<Option<SignedTx>, RpcDown> {
+            let mut bumped = self.bumped.lock().unwrap();
+            bumped.push(tx.hash);
+            Ok(Some(SignedTx {
+                hash: H256([0xb0 + bumped.len() as u8; 32]),
+                raw: tx.raw.clone(),
+                nonce: tx.nonce,
+            }))
+        }
     }
+
+    const SETTINGS: PostSettings = PostSettings {
+        poll: Duration::from_millis(10),
+        bump_after: DEFAULT_BUMP_AFTER,
+        resend_after: RESEND_AFTER,
+    };
 
     fn batch_of_two(db: &SequencerDb) -> BatchRecord {
         let input = InputRecord {
@@ -421,7 +554,7 @@ mod tests {
         let batch = batch_of_two(&db);
 
         // Sign, then "crash" before sending: the signed tx is already stored.
-        let step1 = step(&db, &chain, &batch).await.unwrap();
+        let step1 = step(&db, &chain, &batch, &SETTINGS).await.unwrap();
         let Step::Moved(BatchStatus::Signed(tx)) = step1 else {
             panic!("{step1:?}")
         };
@@ -432,14 +565,17 @@ mod tests {
 
         // Resumed: sends exactly that transaction, never signs again.
         assert!(matches!(
-            step(&db, &chain, &stored).await.unwrap(),
+            step(&db, &chain, &stored, &SETTINGS).await.unwrap(),
             Step::Moved(BatchStatus::Sent { .. })
         ));
         let sent = db.batch(0).unwrap().unwrap();
-        assert_eq!(step(&db, &chain, &sent).await.unwrap(), Step::Waiting);
+        assert_eq!(
+            step(&db, &chain, &sent, &SETTINGS).await.unwrap(),
+            Step::Waiting
+        );
         *chain.included.lock().unwrap() = Some((42, true));
         assert_eq!(
-            step(&db, &chain, &sent).await.unwrap(),
+            step(&db, &chain, &sent, &SETTINGS).await.unwrap(),
             Step::Moved(BatchStatus::Posted {
                 tx_hash: tx.hash,
                 block: 42
@@ -465,7 +601,7 @@ mod tests {
         *chain.included.lock().unwrap() = Some((7, false));
         for _ in 0..3 {
             let b = db.batch(0).unwrap().unwrap();
-            step(&db, &chain, &b).await.unwrap();
+            step(&db, &chain, &b, &SETTINGS).await.unwrap();
         }
         let b = db.batch(0).unwrap().unwrap();
         assert_eq!(b.status, BatchStatus::Ready);
@@ -473,11 +609,67 @@ mod tests {
         *chain.included.lock().unwrap() = Some((8, true));
         for _ in 0..3 {
             let b = db.batch(0).unwrap().unwrap();
-            step(&db, &chain, &b).await.unwrap();
+            step(&db, &chain, &b, &SETTINGS).await.unwrap();
         }
         let b = db.batch(0).unwrap().unwrap();
         assert!(matches!(b.status, BatchStatus::Posted { block: 8, .. }));
         assert_eq!(b.attempts, 2);
         assert_eq!(chain.signed.lock().unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_transaction_pending_too_long_is_replaced_and_a_replaced_one_may_still_win() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = SequencerDb::open(dir.path()).unwrap();
+        let chain = Arc::new(ScriptedChain::default());
+        let now = PostSettings {
+            bump_after: Duration::ZERO,
+            ..SETTINGS
+        };
+        batch_of_two(&db);
+        let stored = |db: &SequencerDb| db.batch(0).unwrap().unwrap();
+        let Step::Moved(BatchStatus::Signed(first)) =
+            step(&db, &chain, &stored(&db), &now).await.unwrap()
+        else {
+            panic!("not signed")
+        };
+        step(&db, &chain, &stored(&db), &now).await.unwrap();
+        // Pending, not yet too long: waits.
+        assert_eq!(
+            step(&db, &chain, &stored(&db), &SETTINGS).await.unwrap(),
+            Step::Waiting
+        );
+        // Too long: a replacement with the same nonce is stored before anything is sent.
+        let Step::Moved(BatchStatus::Signed(second)) =
+            step(&db, &chain, &stored(&db), &now).await.unwrap()
+        else {
+            panic!("not replaced")
+        };
+        assert_eq!(second.nonce, first.nonce);
+        assert_ne!(second.hash, first.hash);
+        assert_eq!(*chain.bumped.lock().unwrap(), [first.hash]);
+        // A restart keeps both.
+        drop(db);
+        let db = SequencerDb::open(dir.path()).unwrap();
+        assert_eq!(stored(&db).status, BatchStatus::Signed(second.clone()));
+        assert_eq!(db.replaced_txs(0).unwrap(), [first.hash]);
+        assert!(matches!(
+            step(&db, &chain, &stored(&db), &now).await.unwrap(),
+            Step::Moved(BatchStatus::Sent { .. })
+        ));
+        // The first one is mined after all: the node forgets the replacement, and the batch
+        // is posted by the first.
+        *chain.mined.lock().unwrap() = Some(first.hash);
+        *chain.included.lock().unwrap() = Some((9, true));
+        assert_eq!(
+            step(&db, &chain, &stored(&db), &now).await.unwrap(),
+            Step::Moved(BatchStatus::Posted {
+                tx_hash: first.hash,
+                block: 9
+            })
+        );
+        assert!(db.replaced_txs(0).unwrap().is_empty());
+        assert!(db.unposted_batches().unwrap().is_empty());
+        assert_eq!(*chain.signed.lock().unwrap(), [0]);
     }
 }

@@ -270,6 +270,12 @@ pub struct ChainConfig {
     /// Largest block range of one `eth_getLogs` request (RPC providers cap it); longer
     /// scans are split.
     pub log_range: u64,
+    /// How long a batch transaction may wait in the mempool before it is replaced with
+    /// higher fees (same nonce), e.g. `60s`.
+    #[serde(with = "duration_text")]
+    pub bump_after: Duration,
+    /// The highest `maxFeePerGas` (wei) a batch transaction may offer; none: no ceiling.
+    pub max_fee_per_gas: Option<u64>,
 }
 
 impl Default for ChainConfig {
@@ -283,6 +289,8 @@ impl Default for ChainConfig {
             confirmations: DEFAULT_CHAIN_CONFIRMATIONS,
             poll_interval: DEFAULT_CHAIN_POLL_INTERVAL,
             log_range: crate::chain::client::DEFAULT_LOG_RANGE,
+            bump_after: crate::batching::DEFAULT_BUMP_AFTER,
+            max_fee_per_gas: None,
         }
     }
 }
@@ -485,6 +493,17 @@ pub struct ChainArgs {
     /// Largest `eth_getLogs` range.
     #[arg(long = "chain.log-range", env = "SEQUENCER_CHAIN_LOG_RANGE", value_name = "BLOCKS", help = format!("Largest block range of one eth_getLogs request (RPC providers cap it); longer scans are split [default: {}]", crate::chain::client::DEFAULT_LOG_RANGE))]
     pub log_range: Option<u64>,
+    /// Wait before a fee bump.
+    #[arg(long = "chain.bump-after", env = "SEQUENCER_CHAIN_BUMP_AFTER", value_name = "DURATION", value_parser = parse_duration, help = format!("How long a batch transaction may wait in the mempool before it is replaced with higher fees (same nonce, both fees +12.5% or the node's estimate), e.g. 30s [default: {}s]", crate::batching::DEFAULT_BUMP_AFTER.as_secs()))]
+    pub bump_after: Option<Duration>,
+    /// Fee ceiling.
+    #[arg(
+        long = "chain.max-fee-per-gas",
+        env = "SEQUENCER_CHAIN_MAX_FEE_PER_GAS",
+        value_name = "WEI",
+        help = "The highest maxFeePerGas a batch transaction may offer, in wei (e.g. 200000000000 = 200 gwei); above the chain's base fee a batch waits instead [default: no ceiling]"
+    )]
+    pub max_fee_per_gas: Option<u64>,
 }
 
 impl ChainArgs {
@@ -498,6 +517,8 @@ impl ChainArgs {
             || self.confirmations.is_some()
             || self.poll_interval.is_some()
             || self.log_range.is_some()
+            || self.bump_after.is_some()
+            || self.max_fee_per_gas.is_some()
     }
 
     /// Applies the flags given over `config` (creating it if any flag is given).
@@ -529,6 +550,12 @@ impl ChainArgs {
         }
         if let Some(v) = self.log_range {
             c.log_range = v;
+        }
+        if let Some(v) = self.bump_after {
+            c.bump_after = v;
+        }
+        if let Some(v) = self.max_fee_per_gas {
+            c.max_fee_per_gas = Some(v);
         }
     }
 }
@@ -617,6 +644,12 @@ impl Config {
                 return Err(ConfigError::Invalid {
                     key: "chain.log_range",
                     message: "must be at least 1 block".into(),
+                });
+            }
+            if c.max_fee_per_gas == Some(0) {
+                return Err(ConfigError::Invalid {
+                    key: "chain.max-fee-per-gas",
+                    message: "a ceiling of 0 wei would never post; leave it out for none".into(),
                 });
             }
         }

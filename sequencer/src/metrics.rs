@@ -108,6 +108,8 @@ pub struct Metrics {
     pub batches: Counter,
     /// Batches confirmed on chain.
     pub batches_posted: Counter,
+    /// Batch transactions replaced with higher fees after waiting too long in the mempool.
+    pub batch_fee_bumps: Counter,
     /// Requests accepted and not executed yet.
     pub queue_depth: Gauge,
     /// Executed requests not in a batch yet.
@@ -173,6 +175,12 @@ impl Metrics {
             "batches_posted",
             "Batches confirmed on chain",
             batches_posted.clone(),
+        );
+        let batch_fee_bumps = Counter::default();
+        registry.register(
+            "batch_fee_bumps",
+            "Batch transactions replaced with higher fees after waiting too long in the mempool",
+            batch_fee_bumps.clone(),
         );
         let queue_depth = Gauge::default();
         registry.register(
@@ -270,6 +278,7 @@ impl Metrics {
             batch_size,
             batches,
             batches_posted,
+            batch_fee_bumps,
             queue_depth,
             batch_queue_depth,
             gas_used,

@@ -497,14 +497,20 @@ pub async fn spawn(
         tracing::info!(target: "sequencer::chain", nonce, "batch transactions signed before the restart keep their nonces");
         client.note_nonce_taken(nonce).await;
     }
-    let poster = ChainPoster::new(client.clone(), signer)?.with_metrics(state.metrics.clone());
+    let poster = ChainPoster::new(client.clone(), signer)?
+        .with_metrics(state.metrics.clone())
+        .with_fee_ceiling(config.max_fee_per_gas.map(u128::from));
     let mut handles = Vec::new();
     handles.push(tokio::spawn(crate::batching::run_poster(
         state.db.clone(),
         poster,
         state.metrics.clone(),
         running.batch_built(),
-        config.poll_interval,
+        crate::batching::PostSettings {
+            poll: config.poll_interval,
+            bump_after: config.bump_after,
+            ..Default::default()
+        },
         running.shutdown_signal(),
     )));
     handles.push(tokio::spawn(run_request_follower(

@@ -10,7 +10,7 @@ use inference::commit::tensor_hash;
 use inference::import::bert;
 use inference::merkle::H256;
 use inference::tensor::Tensor;
-use sequencer::batching::{BatchPayload, BatchPoster, TxStatus};
+use sequencer::batching::{BatchPayload, BatchPoster, SendOutcome, TxStatus};
 use sequencer::chain::follower::fetch_batch_data;
 use sequencer::chain::{
     ChainClient, ChainEvent, ChainPoster, ClientConfig, DeployConfig, EventFollower,
@@ -91,8 +91,9 @@ async fn poster_signs_sends_and_the_data_decodes_back() {
     let poster = ChainPoster::new(client.clone(), key(1)).unwrap();
     let tx = poster.sign(&payload).await.unwrap();
     assert_eq!(poster.status(tx.hash).await.unwrap(), TxStatus::Unknown);
-    poster.send(&tx).await.unwrap();
-    poster.send(&tx).await.unwrap();
+    for _ in 0..2 {
+        assert_eq!(poster.send(&tx).await.unwrap(), SendOutcome::Accepted);
+    }
     let TxStatus::Included { success, .. } = poster.status(tx.hash).await.unwrap() else {
         panic!("not included")
     };
@@ -223,4 +224,149 @@ async fn a_transaction_between_signing_and_sending_takes_the_next_nonce() {
             "restarted: {restarted}"
         );
     }
+}
+
+/// Fee bumps through the posting state machine (real database, real poster, real anvil with
+/// mining by hand): a batch transaction left pending past `bump_after` is replaced with the
+/// same nonce and fees 1/8 higher; when the base fee then jumps above what the replacement
+/// offers, anvil drops it, the re-send is refused for its fees, and a third transaction priced
+/// from the new base fee is the one the chain mines.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_underpriced_batch_transaction_is_replaced_with_higher_fees_and_mined() {
+    use alloy::consensus::{Transaction as _, TxEnvelope};
+    use alloy::eips::eip2718::Decodable2718;
+    use alloy::providers::Provider;
+    use sequencer::batching::{PostSettings, Step, step};
+    use sequencer::db::tables::SignedTx;
+    use sequencer::db::{Execution, NewRequest, SequencerDb};
+    use std::time::Duration;
+
+    let net = common::devnet(&DeployConfig::default()).await;
+    let client = ChainClient::connect(
+        &net.anvil.endpoint(),
+        net.keys[1].clone(),
+        net.deployment.rollup,
+        ClientConfig::default(),
+    )
+    .await
+    .unwrap();
+    client
+        .register_sequencer(U256::from(DeployConfig::default().min_stake))
+        .await
+        .unwrap();
+
+    // A batch of two executed requests, as the sequencer stores them.
+    let dir = tempfile::tempdir().unwrap();
+    let db = SequencerDb::open(dir.path()).unwrap();
+    let new = |k: u32| {
+        let tokens = vec![101, 2000 + k, 102];
+        let hash = tensor_hash(&bert::input(&tokens, 16).unwrap());
+        NewRequest {
+            model: "minilm".into(),
+            model_id: H256([9; 32]),
+            input: InputRecord {
+                text: None,
+                tokens,
+                seq_len: 16,
+                hash,
+            },
+        }
+    };
+    let ids = db.accept(vec![new(1), new(2)]).unwrap();
+    let executions: Vec<Execution> = ids
+        .iter()
+        .map(|&id| {
+            let output = Tensor::from_i8(vec![4], vec![1, -2, 3, id as i8]).unwrap();
+            Execution {
+                id,
+                output: Ok(TensorRecord {
+                    dtype: DType::I8,
+                    shape: vec![4],
+                    data: output.to_le_bytes(),
+                    hash: tensor_hash(&output),
+                }),
+            }
+        })
+        .collect();
+    db.record_executions(&executions).unwrap();
+    let id = db.make_batch(8).unwrap().unwrap().id;
+
+    let p = client.provider().clone();
+    let rpc = |method: &'static str, params: serde_json::Value| {
+        let p = p.clone();
+        async move {
+            p.raw_request::<_, serde_json::Value>(method.into(), params)
+                .await
+                .unwrap()
+        }
+    };
+    let fees = |tx: &SignedTx| {
+        let t = TxEnvelope::decode_2718(&mut tx.raw.as_slice()).unwrap();
+        (t.max_fee_per_gas(), t.max_priority_fee_per_gas().unwrap())
+    };
+    let poster = ChainPoster::new(client.clone(), net.keys[1].clone()).unwrap();
+    let settings = PostSettings {
+        poll: Duration::from_millis(10),
+        bump_after: Duration::ZERO,
+        resend_after: Duration::ZERO,
+    };
+    let advance = || async {
+        let batch = db.batch(id).unwrap().unwrap();
+        step(&db, &poster, &batch, &settings).await.unwrap()
+    };
+    let signed = |s: Step| match s {
+        Step::Moved(BatchStatus::Signed(tx)) => tx,
+        s => panic!("not signed: {s:?}"),
+    };
+    let sent = |s: Step| assert!(matches!(s, Step::Moved(BatchStatus::Sent { .. })), "{s:?}");
+    rpc("evm_setAutomine", serde_json::json!([false])).await;
+
+    // Signed and sent; no block is mined, so it stays pending past `bump_after`: replaced.
+    let first = signed(advance().await);
+    sent(advance().await);
+    assert_eq!(poster.status(first.hash).await.unwrap(), TxStatus::Pending);
+    let second = signed(advance().await);
+    let ((fee1, tip1), (fee2, tip2)) = (fees(&first), fees(&second));
+    assert_eq!(second.nonce, first.nonce);
+    assert!(
+        fee2 >= fee1 + fee1 / 8 && tip2 >= tip1 + tip1 / 8,
+        "{fee2} {tip2}"
+    );
+    assert_eq!(db.replaced_txs(id).unwrap(), [first.hash]);
+    sent(advance().await);
+
+    // The base fee jumps above the replacement's max fee: anvil drops it when it mines the
+    // next block, the re-send is refused for its fees, and a third one is signed.
+    rpc(
+        "anvil_setNextBlockBaseFeePerGas",
+        serde_json::json!([format!("0x{:x}", fee2 * 4)]),
+    )
+    .await;
+    rpc("evm_mine", serde_json::json!([])).await;
+    assert_eq!(poster.status(second.hash).await.unwrap(), TxStatus::Unknown);
+    assert_eq!(signed(advance().await), second);
+    let third = signed(advance().await);
+    let (fee3, _) = fees(&third);
+    assert_eq!(third.nonce, first.nonce);
+    assert!(fee3 > fee2 * 3, "{fee3} vs {fee2}");
+    assert_eq!(db.replaced_txs(id).unwrap(), [first.hash, second.hash]);
+    sent(advance().await);
+    rpc("evm_mine", serde_json::json!([])).await;
+
+    let TxStatus::Included { block, success } = poster.status(third.hash).await.unwrap() else {
+        panic!("the third transaction is not mined")
+    };
+    assert!(success);
+    assert_eq!(
+        advance().await,
+        Step::Moved(BatchStatus::Posted {
+            tx_hash: third.hash,
+            block
+        })
+    );
+    for old in [&first, &second] {
+        assert_eq!(poster.status(old.hash).await.unwrap(), TxStatus::Unknown);
+    }
+    assert!(db.replaced_txs(id).unwrap().is_empty());
+    assert!(db.unposted_batches().unwrap().is_empty());
 }

@@ -2,15 +2,23 @@
 //! explicit nonce (so the posting state machine can store them before sending), sends the
 //! raw bytes, and reports their inclusion. The nonce is reserved from the client's nonce
 //! source ([`ChainClient::with_next_nonce`]), the one game moves use too.
+//!
+//! Fees are EIP-1559 fees from the node's estimate, capped by the operator's ceiling
+//! ([`ChainPoster::with_fee_ceiling`]). A transaction left pending is replaced by
+//! [`BatchPoster::bump`]: both fees at least 12.5% higher than before (nodes replace a
+//! pending transaction only for at least 10% more), and at least the node's estimate then.
 
 use super::batch_data::{BatchData, BatchEntry};
 use super::bindings::InferenceRollup;
 use super::client::{ChainClient, classify};
 use super::{ChainError, ErrorKind, Result, to_b256};
-use crate::batching::{BatchPayload, BatchPoster, TxStatus};
+use crate::batching::{BatchPayload, BatchPoster, SendOutcome, TxStatus};
 use crate::db::tables::SignedTx;
-use alloy::eips::eip2718::Encodable2718;
-use alloy::network::{EthereumWallet, NetworkTransactionBuilder, TransactionBuilder};
+use alloy::consensus::{TxEnvelope, TypedTransaction};
+use alloy::eips::eip2718::{Decodable2718, Encodable2718};
+use alloy::network::{
+    Ethereum, EthereumWallet, NetworkTransactionBuilder, NetworkWallet, TransactionBuilder,
+};
 use alloy::primitives::{B256, Bytes, U256};
 use alloy::providers::Provider;
 use alloy::rpc::types::TransactionRequest;
@@ -26,6 +34,8 @@ pub struct ChainPoster {
     client: ChainClient,
     wallet: EthereumWallet,
     metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
+    /// The highest `maxFeePerGas` (wei) a batch transaction may offer.
+    fee_ceiling: Option<u128>,
 }
 
 impl ChainPoster {
@@ -42,7 +52,23 @@ impl ChainPoster {
             client,
             wallet: EthereumWallet::from(signer),
             metrics: None,
+            fee_ceiling: None,
         })
+    }
+
+    /// Caps every batch transaction's `maxFeePerGas` at `ceiling` wei (`None`: no cap). A
+    /// transaction capped below the chain's base fee waits in the mempool until the base
+    /// fee falls.
+    pub fn with_fee_ceiling(mut self, ceiling: Option<u128>) -> Self {
+        self.fee_ceiling = ceiling;
+        self
+    }
+
+    /// `(max fee, priority fee)`: `want` within the fee ceiling, the priority fee never above
+    /// the max fee.
+    fn capped(&self, (max_fee, tip): (u128, u128)) -> (u128, u128) {
+        let max_fee = self.fee_ceiling.map_or(max_fee, |c| max_fee.min(c));
+        (max_fee, tip.min(max_fee))
     }
 
     /// Counts the gas of included batch transactions in `metrics`.
@@ -124,10 +150,12 @@ impl ChainPoster {
                     .estimate_eip1559_fees()
                     .await
                     .map_err(|e| classify("fees", &e))?;
+                let (max_fee, tip) =
+                    self.capped((fees.max_fee_per_gas, fees.max_priority_fee_per_gas));
                 tx = tx
                     .with_gas_limit(gas + gas / 5)
-                    .with_max_fee_per_gas(fees.max_fee_per_gas)
-                    .with_max_priority_fee_per_gas(fees.max_priority_fee_per_gas);
+                    .with_max_fee_per_gas(max_fee)
+                    .with_max_priority_fee_per_gas(tip);
                 let envelope = tx.build(&self.wallet).await.map_err(|e| ChainError::Rpc {
                     op: "sign postBatch",
                     message: e.to_string(),
@@ -141,6 +169,54 @@ impl ChainPoster {
             })
             .await
     }
+
+    async fn bump_tx(&self, tx: &SignedTx) -> Result<Option<SignedTx>> {
+        let stored = |what: String| {
+            ChainError::Local(format!("stored batch transaction {}: {what}", tx.hash))
+        };
+        let envelope =
+            TxEnvelope::decode_2718(&mut tx.raw.as_slice()).map_err(|e| stored(e.to_string()))?;
+        let TxEnvelope::Eip1559(signed) = envelope else {
+            return Err(stored("not an EIP-1559 transaction".into()));
+        };
+        let mut t = signed.strip_signature();
+        let fees = self
+            .client
+            .provider()
+            .estimate_eip1559_fees()
+            .await
+            .map_err(|e| classify("fees", &e))?;
+        // At least 1/8 more than before (nodes want 1/10 more to replace), and at least
+        // what the node estimates now.
+        let raise = |fee: u128| fee.saturating_add(fee.div_ceil(8));
+        let (min_fee, min_tip) = (raise(t.max_fee_per_gas), raise(t.max_priority_fee_per_gas));
+        let (max_fee, tip) = self.capped((
+            min_fee.max(fees.max_fee_per_gas),
+            min_tip.max(fees.max_priority_fee_per_gas),
+        ));
+        if max_fee < min_fee || tip < min_tip {
+            return Ok(None);
+        }
+        t.max_fee_per_gas = max_fee;
+        t.max_priority_fee_per_gas = tip;
+        let envelope = NetworkWallet::<Ethereum>::sign_transaction_from(
+            &self.wallet,
+            self.client.account(),
+            TypedTransaction::Eip1559(t),
+        )
+        .await
+        .map_err(|e| ChainError::Rpc {
+            op: "sign postBatch replacement",
+            message: e.to_string(),
+            kind: ErrorKind::Critical,
+        })?;
+        tracing::info!(target: "sequencer::posting", tx = %tx.hash, replacement = %envelope.tx_hash(), max_fee, tip, "batch transaction re-signed with higher fees");
+        Ok(Some(SignedTx {
+            hash: H256(envelope.tx_hash().0),
+            raw: envelope.encoded_2718(),
+            nonce: tx.nonce,
+        }))
+    }
 }
 
 impl BatchPoster for ChainPoster {
@@ -150,18 +226,31 @@ impl BatchPoster for ChainPoster {
         self.sign_payload(payload).await
     }
 
-    async fn send(&self, tx: &SignedTx) -> Result<()> {
+    async fn send(&self, tx: &SignedTx) -> Result<SendOutcome> {
         match self.client.provider().send_raw_transaction(&tx.raw).await {
-            Ok(_) => Ok(()),
+            Ok(_) => Ok(SendOutcome::Accepted),
             Err(e) => {
-                // Already known or already included: the same bytes were sent before.
                 let msg = e.to_string().to_lowercase();
+                // Already known or already included: the same bytes were sent before.
                 if msg.contains("already known") || msg.contains("nonce too low") {
-                    return Ok(());
+                    return Ok(SendOutcome::Accepted);
+                }
+                // geth, reth and anvil: "max fee per gas less than block base fee",
+                // "transaction underpriced", "replacement transaction underpriced".
+                if msg.contains("underpriced")
+                    || msg.contains("less than block base fee")
+                    || msg.contains("fee cap too low")
+                {
+                    tracing::info!(target: "sequencer::posting", tx = %tx.hash, reason = %e, "batch transaction refused for its fees");
+                    return Ok(SendOutcome::Underpriced);
                 }
                 Err(classify("send postBatch", &e))
             }
         }
+    }
+
+    async fn bump(&self, tx: &SignedTx) -> Result<Option<SignedTx>> {
+        self.bump_tx(tx).await
     }
 
     async fn status(&self, tx_hash: H256) -> Result<TxStatus> {

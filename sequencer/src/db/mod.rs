@@ -364,11 +364,48 @@ impl SequencerDb {
                 }
                 tx.delete::<UnpostedBatches>(&id)?;
             }
+            // Posted, or back to ready after a revert (the nonce is spent): no replaced
+            // transaction can be mined any more.
+            if matches!(status, BatchStatus::Posted { .. } | BatchStatus::Ready) {
+                tx.delete::<ReplacedTxs>(&id)?;
+            }
             record.status = status;
             record.attempts = attempts;
             tx.put::<Batches>(&id, &record)?;
             Ok(())
         })
+    }
+
+    /// Replaces batch `id`'s signed transaction with `replacement` (same nonce, higher fees):
+    /// the batch becomes `signed` with it, and the hash it had joins [`ReplacedTxs`], in one
+    /// transaction. The batch must have a transaction (signed or sent).
+    pub fn replace_batch_tx(&self, id: u64, replacement: SignedTx) -> Result<()> {
+        self.db.update(|tx| {
+            let mut record = batch(tx, id)?;
+            let old = match &record.status {
+                BatchStatus::Signed(t) | BatchStatus::Sent { tx: t, .. } => t.hash,
+                _ => {
+                    return Err(DbError::Missing {
+                        what: "batch transaction",
+                        id,
+                    });
+                }
+            };
+            let mut replaced = tx.get::<ReplacedTxs>(&id)?.unwrap_or_default();
+            replaced.push(old);
+            tx.put::<ReplacedTxs>(&id, &replaced)?;
+            record.status = BatchStatus::Signed(replacement);
+            tx.put::<Batches>(&id, &record)?;
+            Ok(())
+        })
+    }
+
+    /// The transactions of batch `id` that fee bumps replaced, oldest first.
+    pub fn replaced_txs(&self, id: u64) -> Result<Vec<inference::merkle::H256>> {
+        Ok(self
+            .db
+            .view(|tx| tx.get::<ReplacedTxs>(&id))?
+            .unwrap_or_default())
     }
 
     /// Everything about one request.

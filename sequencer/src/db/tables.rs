@@ -57,6 +57,11 @@ table!(
     UnpostedBatches: u64 => ()
 );
 table!(
+    /// The earlier transactions of an unposted batch that a fee bump replaced (same nonce,
+    /// lower fees), oldest first: any of them may still be mined instead of the current one.
+    ReplacedTxs: u64 => Vec<H256>
+);
+table!(
     /// Dispute games against this sequencer's claims, by game number.
     Games: u64 => GameRecord
 );
@@ -82,6 +87,7 @@ impl Schema for SequencerTables {
         Claims::NAME,
         Batches::NAME,
         UnpostedBatches::NAME,
+        ReplacedTxs::NAME,
         Games::NAME,
         ChainCursors::NAME,
         Meta::NAME,
