@@ -244,7 +244,7 @@ pub fn payload(db: &SequencerDb, batch: &BatchRecord) -> Result<BatchPayload, Db
 pub const RESEND_AFTER: Duration = Duration::from_secs(30);
 
 /// Default wait of a transaction in the mempool before it is replaced with higher fees.
-pub const DEFAULT_BUMP_AFTER: Duration = Duration::from_secs(60);
+pub const DEFAULT_BUMP_AFTER: Duration = Duration::from_secs(30);
 
 /// How the poster drives batch transactions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -270,11 +270,11 @@ pub struct ChainConfig {
     /// Largest block range of one `eth_getLogs` request (RPC providers cap it); longer
     /// scans are split.
     pub log_range: u64,
-    /// How long a batch transaction may wait in the mempool before it is replaced with
-    /// higher fees (same nonce), e.g. `60s`.
+    /// How long a transaction (a batch or a game move) may wait unmined before it is
+    /// replaced with higher fees (same nonce), e.g. `30s`.
     #[serde(with = "duration_text")]
     pub bump_after: Duration,
-    /// The highest `maxFeePerGas` (wei) a batch transaction may offer; none: no ceiling.
+    /// The highest `maxFeePerGas` (wei) a transaction may offer; none: no ceiling.
     pub max_fee_per_gas: Option<u64>,
 }
 
@@ -494,14 +494,14 @@ pub struct ChainArgs {
     #[arg(long = "chain.log-range", env = "SEQUENCER_CHAIN_LOG_RANGE", value_name = "BLOCKS", help = format!("Largest block range of one eth_getLogs request (RPC providers cap it); longer scans are split [default: {}]", crate::chain::client::DEFAULT_LOG_RANGE))]
     pub log_range: Option<u64>,
     /// Wait before a fee bump.
-    #[arg(long = "chain.bump-after", env = "SEQUENCER_CHAIN_BUMP_AFTER", value_name = "DURATION", value_parser = parse_duration, help = format!("How long a batch transaction may wait in the mempool before it is replaced with higher fees (same nonce, both fees +12.5% or the node's estimate), e.g. 30s [default: {}s]", crate::batching::DEFAULT_BUMP_AFTER.as_secs()))]
+    #[arg(long = "chain.bump-after", env = "SEQUENCER_CHAIN_BUMP_AFTER", value_name = "DURATION", value_parser = parse_duration, help = format!("How long a transaction (a batch or a game move) may wait unmined before it is replaced with higher fees (same nonce, both fees +12.5% or the node's estimate), e.g. 12s [default: {}s]", crate::batching::DEFAULT_BUMP_AFTER.as_secs()))]
     pub bump_after: Option<Duration>,
     /// Fee ceiling.
     #[arg(
         long = "chain.max-fee-per-gas",
         env = "SEQUENCER_CHAIN_MAX_FEE_PER_GAS",
         value_name = "WEI",
-        help = "The highest maxFeePerGas a batch transaction may offer, in wei (e.g. 200000000000 = 200 gwei); above the chain's base fee a batch waits instead [default: no ceiling]"
+        help = "The highest maxFeePerGas a transaction may offer, in wei (e.g. 200000000000 = 200 gwei); while the chain's base fee is above it, transactions wait [default: no ceiling]"
     )]
     pub max_fee_per_gas: Option<u64>,
 }

@@ -78,6 +78,8 @@ pub fn client_config(config: &ChainConfig) -> ClientConfig {
         confirmations: config.confirmations.max(1),
         poll_interval: config.poll_interval.min(Duration::from_millis(250)),
         log_range: config.log_range.max(1),
+        bump_after: config.bump_after,
+        fee_ceiling: config.max_fee_per_gas.map(u128::from),
         ..ClientConfig::default()
     }
 }
@@ -497,9 +499,7 @@ pub async fn spawn(
         tracing::info!(target: "sequencer::chain", nonce, "batch transactions signed before the restart keep their nonces");
         client.note_nonce_taken(nonce).await;
     }
-    let poster = ChainPoster::new(client.clone(), signer)?
-        .with_metrics(state.metrics.clone())
-        .with_fee_ceiling(config.max_fee_per_gas.map(u128::from));
+    let poster = ChainPoster::new(client.clone(), signer)?.with_metrics(state.metrics.clone());
     let mut handles = Vec::new();
     handles.push(tokio::spawn(crate::batching::run_poster(
         state.db.clone(),

@@ -103,3 +103,97 @@ async fn split_log_scans_find_what_one_wide_request_finds() {
         );
     }
 }
+
+/// A transaction priced out by a rising base fee (anvil drops it from its pool) is sent again
+/// with the same nonce and fees raised from the node's new estimate, and `transact` returns
+/// the receipt of the one mined: a game move still lands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_priced_out_by_the_base_fee_is_replaced_with_higher_fees() {
+    let net = common::devnet(&DeployConfig::default()).await;
+    let client = ChainClient::connect(
+        &net.anvil.endpoint(),
+        net.keys[1].clone(),
+        net.deployment.rollup,
+        ClientConfig {
+            poll_interval: Duration::from_millis(50),
+            bump_after: Duration::from_millis(300),
+            confirm_timeout: Duration::from_secs(30),
+            ..ClientConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    let stake = U256::from(DeployConfig::default().min_stake);
+    client.register_sequencer(stake).await.unwrap();
+    let p = client.provider().clone();
+    let rpc = |method: &'static str, params: serde_json::Value| {
+        let p = p.clone();
+        async move {
+            p.raw_request::<_, serde_json::Value>(method.into(), params)
+                .await
+                .unwrap()
+        }
+    };
+    rpc("evm_setAutomine", serde_json::json!([false])).await;
+    let task = {
+        let c = client.clone();
+        tokio::spawn(async move { c.add_stake(U256::from(1)).await })
+    };
+    // The first transaction reaches the pool.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let first = loop {
+        let content = rpc("txpool_content", serde_json::json!([])).await;
+        let pending = content["pending"].as_object().cloned().unwrap_or_default();
+        if let Some(tx) = pending
+            .values()
+            .filter_map(|by_nonce| by_nonce.as_object())
+            .flat_map(|m| m.values())
+            .next()
+        {
+            break tx.clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no transaction reached the pool"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let hex = |v: &serde_json::Value| {
+        u128::from_str_radix(v.as_str().unwrap().trim_start_matches("0x"), 16).unwrap()
+    };
+    let first_fee = hex(&first["maxFeePerGas"]);
+    let first_hash: B256 = first["hash"].as_str().unwrap().parse().unwrap();
+
+    // The base fee jumps to four times its max fee; the next block drops it.
+    rpc(
+        "anvil_setNextBlockBaseFeePerGas",
+        serde_json::json!([format!("0x{:x}", first_fee * 4)]),
+    )
+    .await;
+    rpc("evm_mine", serde_json::json!([])).await;
+    let receipt = loop {
+        if task.is_finished() {
+            break task.await.unwrap().unwrap();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the stake top-up was never mined"
+        );
+        rpc("evm_mine", serde_json::json!([])).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(receipt.status());
+    assert_ne!(receipt.transaction_hash, first_hash);
+    // Mined at a base fee the first one's max fee could not pay.
+    assert!(receipt.effective_gas_price > first_fee);
+    assert!(
+        p.get_transaction_receipt(first_hash)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let standing = sequencer::node::standing(&client, client.account())
+        .await
+        .unwrap();
+    assert_eq!(standing.stake, stake + U256::from(1));
+}

@@ -2,6 +2,12 @@
 //! through [`ChainClient::transact`], which fills gas and nonce, retries temporary RPC
 //! failures with exponential backoff and waits for the configured confirmations.
 //!
+//! Fees: EIP-1559 fees from the node's estimate, capped by [`ClientConfig::fee_ceiling`]. A
+//! transaction not mined after [`ClientConfig::bump_after`] is sent again with the same
+//! nonce and higher fees ([`Fees::bumped`]), as often as needed, and whichever of them is
+//! mined is the one waited for: a game move priced out by a rising base fee still lands
+//! before its clock runs out.
+//!
 //! Nonces: one nonce source per key, shared by every clone of a client. A transaction takes
 //! `max(the node's pending count, the next nonce this client handed out)` under one lock,
 //! and the nonce counts as used only once the node accepted the transaction (a send
@@ -39,6 +45,42 @@ pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(250);
 pub const DEFAULT_CONFIRM_TIMEOUT: Duration = Duration::from_secs(120);
 /// Default largest block range of one `eth_getLogs` (public RPC providers refuse wide ones).
 pub const DEFAULT_LOG_RANGE: u64 = 2_000;
+/// Default wait of a transaction in the mempool before it is replaced with higher fees.
+pub const DEFAULT_BUMP_AFTER: Duration = Duration::from_secs(30);
+
+/// A transaction's EIP-1559 fees, in wei per gas.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fees {
+    /// `maxFeePerGas`.
+    pub max_fee: u128,
+    /// `maxPriorityFeePerGas` (never above `max_fee`).
+    pub tip: u128,
+}
+
+impl Fees {
+    /// These fees within `ceiling` (the tip never above the max fee).
+    pub fn capped(self, ceiling: Option<u128>) -> Self {
+        let max_fee = ceiling.map_or(self.max_fee, |c| self.max_fee.min(c));
+        Self {
+            max_fee,
+            tip: self.tip.min(max_fee),
+        }
+    }
+
+    /// The fees of a replacement of a pending transaction with these fees: both at least 1/8
+    /// higher (nodes replace a pending transaction only for at least 1/10 more) and at least
+    /// `estimate`, within `ceiling`; `None` when the ceiling leaves no such fees.
+    pub fn bumped(self, estimate: Fees, ceiling: Option<u128>) -> Option<Self> {
+        let raise = |fee: u128| fee.saturating_add(fee.div_ceil(8));
+        let (min_fee, min_tip) = (raise(self.max_fee), raise(self.tip));
+        let next = Self {
+            max_fee: min_fee.max(estimate.max_fee),
+            tip: min_tip.max(estimate.tip),
+        }
+        .capped(ceiling);
+        (next.max_fee >= min_fee && next.tip >= min_tip).then_some(next)
+    }
+}
 
 /// How the client retries and confirms.
 #[derive(Clone, Debug)]
@@ -57,6 +99,10 @@ pub struct ClientConfig {
     pub confirm_timeout: Duration,
     /// Largest block range of one `eth_getLogs`: longer scans are split (at least 1).
     pub log_range: u64,
+    /// How long a transaction may wait unmined before it is sent again with higher fees.
+    pub bump_after: Duration,
+    /// The highest `maxFeePerGas` (wei) a transaction may offer (`None`: no ceiling).
+    pub fee_ceiling: Option<u128>,
 }
 
 impl Default for ClientConfig {
@@ -69,6 +115,8 @@ impl Default for ClientConfig {
             poll_interval: DEFAULT_POLL_INTERVAL,
             confirm_timeout: DEFAULT_CONFIRM_TIMEOUT,
             log_range: DEFAULT_LOG_RANGE,
+            bump_after: DEFAULT_BUMP_AFTER,
+            fee_ceiling: None,
         }
     }
 }
@@ -397,8 +445,25 @@ impl ChainClient {
         .await
     }
 
-    /// Sends `call` to `to` with `value` wei and waits for its confirmations. A call that
-    /// would revert fails before anything is sent, with the decoded custom error.
+    /// The node's fee estimate for the next block, uncapped.
+    pub async fn fee_estimate(&self) -> Result<Fees> {
+        self.retry("fees", || async {
+            let f = self
+                .provider
+                .estimate_eip1559_fees()
+                .await
+                .map_err(|e| classify("fees", &e))?;
+            Ok(Fees {
+                max_fee: f.max_fee_per_gas,
+                tip: f.max_priority_fee_per_gas,
+            })
+        })
+        .await
+    }
+
+    /// Sends `call` to `to` with `value` wei and waits for its confirmations, raising its
+    /// fees while it waits unmined (see the module documentation). A call that would revert
+    /// fails before anything is sent, with the decoded custom error.
     pub async fn transact<C: SolCall>(
         &self,
         op: &'static str,
@@ -411,25 +476,26 @@ impl ChainClient {
             .with_to(to)
             .with_input(Bytes::from(call.abi_encode()))
             .with_value(value);
+        let fees = self.fee_estimate().await?.capped(self.config.fee_ceiling);
         // The nonce is taken under the key's lock, from the node's pending count at every
         // attempt (and never below a nonce the poster reserved). The provider's own nonce
         // filler caches and would burn a nonce on a send whose gas estimate reverts,
         // leaving every later transaction stuck behind the gap.
-        let hash = self
+        let (hash, nonce) = self
             .retry(op, || async {
-                let tx = tx.clone();
+                let tx = with_fees(tx.clone(), fees);
                 self.with_next_nonce(|nonce| async move {
                     let pending = self
                         .provider
                         .send_transaction(tx.with_nonce(nonce))
                         .await
                         .map_err(|e| classify(op, &e))?;
-                    Ok(*pending.tx_hash())
+                    Ok((*pending.tx_hash(), nonce))
                 })
                 .await
             })
             .await?;
-        let receipt = self.wait_receipt(op, hash).await?;
+        let receipt = self.wait_bumping(op, &tx, nonce, fees, hash).await?;
         if !receipt.status() {
             return Err(ChainError::TxFailed { op, tx: hash });
         }
@@ -473,6 +539,75 @@ impl ChainClient {
     /// (after a transaction signed with a reserved nonce was abandoned).
     pub async fn reset_nonce(&self) {
         *self.nonce.lock().await = None;
+    }
+
+    /// Waits until one of the transactions with `nonce` this call sent (`first`, then its
+    /// replacements) is mined with the configured confirmations, sending `tx` again with
+    /// bumped fees each time [`ClientConfig::bump_after`] passes with none of them mined.
+    async fn wait_bumping(
+        &self,
+        op: &'static str,
+        tx: &TransactionRequest,
+        nonce: u64,
+        mut fees: Fees,
+        first: B256,
+    ) -> Result<TransactionReceipt> {
+        let start = Instant::now();
+        let mut sent_at = Instant::now();
+        let mut hashes = vec![first];
+        loop {
+            let mut mined = false;
+            for &hash in hashes.iter().rev() {
+                let receipt = self
+                    .retry(op, || async {
+                        self.provider
+                            .get_transaction_receipt(hash)
+                            .await
+                            .map_err(|e| classify(op, &e))
+                    })
+                    .await?;
+                if let Some(r) = receipt {
+                    let at = r.block_number.unwrap_or(u64::MAX);
+                    let head = self.head().await?;
+                    if head.saturating_add(1).saturating_sub(at) >= self.config.confirmations {
+                        return Ok(r);
+                    }
+                    mined = true;
+                    break;
+                }
+            }
+            if !mined && sent_at.elapsed() >= self.config.bump_after {
+                sent_at = Instant::now();
+                let estimate = self.fee_estimate().await?;
+                match fees.bumped(estimate, self.config.fee_ceiling) {
+                    None => {
+                        tracing::warn!(target: "chain", op, nonce, max_fee = fees.max_fee, "transaction not mined and the fee ceiling allows no replacement");
+                    }
+                    Some(next) => {
+                        let again = with_fees(tx.clone(), next).with_nonce(nonce);
+                        match self.provider.send_transaction(again).await {
+                            Ok(pending) => {
+                                tracing::warn!(target: "chain", op, nonce, tx = %pending.tx_hash(), max_fee = next.max_fee, tip = next.tip, waited = ?start.elapsed(), "transaction not mined; replaced with higher fees");
+                                fees = next;
+                                hashes.push(*pending.tx_hash());
+                            }
+                            // E.g. "nonce too low": one of them was just mined.
+                            Err(e) => {
+                                tracing::warn!(target: "chain", op, nonce, error = %e, "replacing a transaction with higher fees failed");
+                            }
+                        }
+                    }
+                }
+            }
+            if start.elapsed() > self.config.confirm_timeout {
+                return Err(ChainError::NotConfirmed {
+                    op,
+                    tx: *hashes.last().unwrap_or(&first),
+                    waited: start.elapsed(),
+                });
+            }
+            tokio::time::sleep(self.config.poll_interval).await;
+        }
     }
 
     /// Waits until transaction `hash` is mined with the configured confirmations.
@@ -703,3 +838,67 @@ pub fn u256_to_u64(v: U256, what: &'static str) -> Result<u64> {
 
 /// Keeps the `Ethereum` network type named for readers of the provider type.
 pub type Network = Ethereum;
+
+/// `tx` with `fees` as its EIP-1559 fees.
+fn with_fees(tx: TransactionRequest, fees: Fees) -> TransactionRequest {
+    tx.with_max_fee_per_gas(fees.max_fee)
+        .with_max_priority_fee_per_gas(fees.tip)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Fees;
+
+    #[test]
+    fn bumped_fees_rise_by_an_eighth_or_to_the_estimate_within_the_ceiling() {
+        let old = Fees {
+            max_fee: 800,
+            tip: 80,
+        };
+        let low = Fees { max_fee: 1, tip: 1 };
+        let bump = |estimate, ceiling| old.bumped(estimate, ceiling);
+        assert_eq!(
+            bump(low, None),
+            Some(Fees {
+                max_fee: 900,
+                tip: 90
+            })
+        );
+        // A rounding up, so that even 1 wei rises.
+        assert_eq!(
+            Fees { max_fee: 1, tip: 0 }.bumped(low, None),
+            Some(Fees { max_fee: 2, tip: 1 })
+        );
+        let high = Fees {
+            max_fee: 5_000,
+            tip: 100,
+        };
+        assert_eq!(
+            bump(high, None),
+            Some(Fees {
+                max_fee: 5_000,
+                tip: 100
+            })
+        );
+        assert_eq!(
+            bump(high, Some(2_000)),
+            Some(Fees {
+                max_fee: 2_000,
+                tip: 100
+            })
+        );
+        // The ceiling leaves less than an eighth more: no replacement.
+        assert_eq!(bump(high, Some(850)), None);
+        assert_eq!(
+            Fees {
+                max_fee: 10_000,
+                tip: 500
+            }
+            .capped(Some(300)),
+            Fees {
+                max_fee: 300,
+                tip: 300
+            }
+        );
+    }
+}

@@ -3,14 +3,13 @@
 //! raw bytes, and reports their inclusion. The nonce is reserved from the client's nonce
 //! source ([`ChainClient::with_next_nonce`]), the one game moves use too.
 //!
-//! Fees are EIP-1559 fees from the node's estimate, capped by the operator's ceiling
-//! ([`ChainPoster::with_fee_ceiling`]). A transaction left pending is replaced by
-//! [`BatchPoster::bump`]: both fees at least 12.5% higher than before (nodes replace a
-//! pending transaction only for at least 10% more), and at least the node's estimate then.
+//! Fees are EIP-1559 fees from the node's estimate, capped by the client's fee ceiling
+//! ([`super::ClientConfig::fee_ceiling`]). A transaction left pending is replaced by
+//! [`BatchPoster::bump`] with [`Fees::bumped`] fees.
 
 use super::batch_data::{BatchData, BatchEntry};
 use super::bindings::InferenceRollup;
-use super::client::{ChainClient, classify};
+use super::client::{ChainClient, Fees, classify};
 use super::{ChainError, ErrorKind, Result, to_b256};
 use crate::batching::{BatchPayload, BatchPoster, SendOutcome, TxStatus};
 use crate::db::tables::SignedTx;
@@ -34,8 +33,6 @@ pub struct ChainPoster {
     client: ChainClient,
     wallet: EthereumWallet,
     metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
-    /// The highest `maxFeePerGas` (wei) a batch transaction may offer.
-    fee_ceiling: Option<u128>,
 }
 
 impl ChainPoster {
@@ -52,23 +49,7 @@ impl ChainPoster {
             client,
             wallet: EthereumWallet::from(signer),
             metrics: None,
-            fee_ceiling: None,
         })
-    }
-
-    /// Caps every batch transaction's `maxFeePerGas` at `ceiling` wei (`None`: no cap). A
-    /// transaction capped below the chain's base fee waits in the mempool until the base
-    /// fee falls.
-    pub fn with_fee_ceiling(mut self, ceiling: Option<u128>) -> Self {
-        self.fee_ceiling = ceiling;
-        self
-    }
-
-    /// `(max fee, priority fee)`: `want` within the fee ceiling, the priority fee never above
-    /// the max fee.
-    fn capped(&self, (max_fee, tip): (u128, u128)) -> (u128, u128) {
-        let max_fee = self.fee_ceiling.map_or(max_fee, |c| max_fee.min(c));
-        (max_fee, tip.min(max_fee))
     }
 
     /// Counts the gas of included batch transactions in `metrics`.
@@ -133,6 +114,11 @@ impl ChainPoster {
             .map_err(|e| classify("chainId", &e))?;
         let input = Bytes::from(call.abi_encode());
         let rollup = self.client.addresses().rollup;
+        let fees = self
+            .client
+            .fee_estimate()
+            .await?
+            .capped(self.client.config().fee_ceiling);
         self.client
             .with_next_nonce(|nonce| async move {
                 let mut tx = TransactionRequest::default()
@@ -146,16 +132,10 @@ impl ChainPoster {
                     .estimate_gas(tx.clone())
                     .await
                     .map_err(|e| classify("estimateGas postBatch", &e))?;
-                let fees = p
-                    .estimate_eip1559_fees()
-                    .await
-                    .map_err(|e| classify("fees", &e))?;
-                let (max_fee, tip) =
-                    self.capped((fees.max_fee_per_gas, fees.max_priority_fee_per_gas));
                 tx = tx
                     .with_gas_limit(gas + gas / 5)
-                    .with_max_fee_per_gas(max_fee)
-                    .with_max_priority_fee_per_gas(tip);
+                    .with_max_fee_per_gas(fees.max_fee)
+                    .with_max_priority_fee_per_gas(fees.tip);
                 let envelope = tx.build(&self.wallet).await.map_err(|e| ChainError::Rpc {
                     op: "sign postBatch",
                     message: e.to_string(),
@@ -180,25 +160,16 @@ impl ChainPoster {
             return Err(stored("not an EIP-1559 transaction".into()));
         };
         let mut t = signed.strip_signature();
-        let fees = self
-            .client
-            .provider()
-            .estimate_eip1559_fees()
-            .await
-            .map_err(|e| classify("fees", &e))?;
-        // At least 1/8 more than before (nodes want 1/10 more to replace), and at least
-        // what the node estimates now.
-        let raise = |fee: u128| fee.saturating_add(fee.div_ceil(8));
-        let (min_fee, min_tip) = (raise(t.max_fee_per_gas), raise(t.max_priority_fee_per_gas));
-        let (max_fee, tip) = self.capped((
-            min_fee.max(fees.max_fee_per_gas),
-            min_tip.max(fees.max_priority_fee_per_gas),
-        ));
-        if max_fee < min_fee || tip < min_tip {
+        let old = Fees {
+            max_fee: t.max_fee_per_gas,
+            tip: t.max_priority_fee_per_gas,
+        };
+        let estimate = self.client.fee_estimate().await?;
+        let Some(fees) = old.bumped(estimate, self.client.config().fee_ceiling) else {
             return Ok(None);
-        }
-        t.max_fee_per_gas = max_fee;
-        t.max_priority_fee_per_gas = tip;
+        };
+        t.max_fee_per_gas = fees.max_fee;
+        t.max_priority_fee_per_gas = fees.tip;
         let envelope = NetworkWallet::<Ethereum>::sign_transaction_from(
             &self.wallet,
             self.client.account(),
@@ -210,7 +181,7 @@ impl ChainPoster {
             message: e.to_string(),
             kind: ErrorKind::Critical,
         })?;
-        tracing::info!(target: "sequencer::posting", tx = %tx.hash, replacement = %envelope.tx_hash(), max_fee, tip, "batch transaction re-signed with higher fees");
+        tracing::info!(target: "sequencer::posting", tx = %tx.hash, replacement = %envelope.tx_hash(), max_fee = fees.max_fee, tip = fees.tip, "batch transaction re-signed with higher fees");
         Ok(Some(SignedTx {
             hash: H256(envelope.tx_hash().0),
             raw: envelope.encoded_2718(),
