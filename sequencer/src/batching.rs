@@ -56,6 +56,11 @@ pub enum TxStatus {
     Unknown,
     /// In the mempool.
     Pending,
+    /// Mined in `block`, not yet as deep as the confirmations the poster wants.
+    Confirming {
+        /// The block.
+        block: u64,
+    },
     /// Included in `block`; `success` is false if it reverted.
     Included {
         /// The block.
@@ -325,13 +330,14 @@ pub async fn step<P: BatchPoster>(
                 let db2 = db.clone();
                 for old in blocking(move || db2.replaced_txs(id)).await? {
                     let s = poster.status(old).await.map_err(PostError::Poster)?;
-                    if matches!(s, TxStatus::Included { .. }) {
+                    if matches!(s, TxStatus::Included { .. } | TxStatus::Confirming { .. }) {
                         (included, hash) = (s, old);
                         break;
                     }
                 }
             }
             let status = match included {
+                TxStatus::Confirming { .. } => return Ok(Step::Waiting),
                 TxStatus::Pending => {
                     if waited < settings.bump_after.as_millis() as u64 {
                         return Ok(Step::Waiting);

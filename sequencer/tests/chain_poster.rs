@@ -226,38 +226,9 @@ async fn a_transaction_between_signing_and_sending_takes_the_next_nonce() {
     }
 }
 
-/// Fee bumps through the posting state machine (real database, real poster, real anvil with
-/// mining by hand): a batch transaction left pending past `bump_after` is replaced with the
-/// same nonce and fees 1/8 higher; when the base fee then jumps above what the replacement
-/// offers, anvil drops it, the re-send is refused for its fees, and a third transaction priced
-/// from the new base fee is the one the chain mines.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_underpriced_batch_transaction_is_replaced_with_higher_fees_and_mined() {
-    use alloy::consensus::{Transaction as _, TxEnvelope};
-    use alloy::eips::eip2718::Decodable2718;
-    use alloy::providers::Provider;
-    use sequencer::batching::{PostSettings, Step, step};
-    use sequencer::db::tables::SignedTx;
-    use sequencer::db::{Execution, NewRequest, SequencerDb};
-    use std::time::Duration;
-
-    let net = common::devnet(&DeployConfig::default()).await;
-    let client = ChainClient::connect(
-        &net.anvil.endpoint(),
-        net.keys[1].clone(),
-        net.deployment.rollup,
-        ClientConfig::default(),
-    )
-    .await
-    .unwrap();
-    client
-        .register_sequencer(U256::from(DeployConfig::default().min_stake))
-        .await
-        .unwrap();
-
-    // A batch of two executed requests, as the sequencer stores them.
-    let dir = tempfile::tempdir().unwrap();
-    let db = SequencerDb::open(dir.path()).unwrap();
+/// Stores two executed requests and a batch of them, as the sequencer does; returns its id.
+fn executed_batch(db: &sequencer::db::SequencerDb) -> u64 {
+    use sequencer::db::{Execution, NewRequest};
     let new = |k: u32| {
         let tokens = vec![101, 2000 + k, 102];
         let hash = tensor_hash(&bert::input(&tokens, 16).unwrap());
@@ -289,7 +260,126 @@ async fn an_underpriced_batch_transaction_is_replaced_with_higher_fees_and_mined
         })
         .collect();
     db.record_executions(&executions).unwrap();
-    let id = db.make_batch(8).unwrap().unwrap().id;
+    db.make_batch(8).unwrap().unwrap().id
+}
+
+/// A batch counts as posted only `confirmations` blocks deep: a reorg that drops its block
+/// before then (anvil's `evm_revert`) leaves it unposted, and it is sent again and posted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_dropped_by_a_reorg_before_its_confirmations_is_sent_again() {
+    use alloy::providers::Provider;
+    use sequencer::batching::{PostSettings, Step, step};
+    use sequencer::db::SequencerDb;
+    use std::time::Duration;
+
+    let net = common::devnet(&DeployConfig::default()).await;
+    let endpoint = net.anvil.endpoint();
+    let connect = |confirmations| {
+        ChainClient::connect(
+            &endpoint,
+            net.keys[1].clone(),
+            net.deployment.rollup,
+            ClientConfig {
+                confirmations,
+                poll_interval: Duration::from_millis(50),
+                ..ClientConfig::default()
+            },
+        )
+    };
+    // Registered with one confirmation (anvil mines a block per transaction); the poster
+    // wants two.
+    connect(1)
+        .await
+        .unwrap()
+        .register_sequencer(U256::from(DeployConfig::default().min_stake))
+        .await
+        .unwrap();
+    let client = connect(2).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let db = SequencerDb::open(dir.path()).unwrap();
+    let id = executed_batch(&db);
+    let p = client.provider().clone();
+    let rpc = |method: &'static str, params: serde_json::Value| {
+        let p = p.clone();
+        async move {
+            p.raw_request::<_, serde_json::Value>(method.into(), params)
+                .await
+                .unwrap()
+        }
+    };
+    let poster = ChainPoster::new(client.clone(), net.keys[1].clone()).unwrap();
+    let settings = PostSettings {
+        poll: Duration::from_millis(10),
+        resend_after: Duration::ZERO,
+        ..PostSettings::default()
+    };
+    let advance = || async {
+        let batch = db.batch(id).unwrap().unwrap();
+        step(&db, &poster, &batch, &settings).await.unwrap()
+    };
+
+    let snapshot = rpc("evm_snapshot", serde_json::json!([])).await;
+    let Step::Moved(BatchStatus::Signed(tx)) = advance().await else {
+        panic!("not signed")
+    };
+    advance().await;
+    // Mined at once (automine), one block deep of two.
+    let TxStatus::Confirming { block } = poster.status(tx.hash).await.unwrap() else {
+        panic!("not mined")
+    };
+    assert_eq!(advance().await, Step::Waiting);
+
+    // The block is reorganized away.
+    rpc("evm_revert", serde_json::json!([snapshot])).await;
+    assert!(p.get_block_number().await.unwrap() < block);
+    assert_eq!(poster.status(tx.hash).await.unwrap(), TxStatus::Unknown);
+    // Sent again (the same transaction), mined, and posted once two blocks deep.
+    assert_eq!(
+        advance().await,
+        Step::Moved(BatchStatus::Signed(tx.clone()))
+    );
+    advance().await;
+    assert_eq!(advance().await, Step::Waiting);
+    rpc("evm_mine", serde_json::json!([])).await;
+    let Step::Moved(BatchStatus::Posted { tx_hash, .. }) = advance().await else {
+        panic!("not posted")
+    };
+    assert_eq!(tx_hash, tx.hash);
+    assert!(db.unposted_batches().unwrap().is_empty());
+}
+
+/// Fee bumps through the posting state machine (real database, real poster, real anvil with
+/// mining by hand): a batch transaction left pending past `bump_after` is replaced with the
+/// same nonce and fees 1/8 higher; when the base fee then jumps above what the replacement
+/// offers, anvil drops it, the re-send is refused for its fees, and a third transaction priced
+/// from the new base fee is the one the chain mines.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_underpriced_batch_transaction_is_replaced_with_higher_fees_and_mined() {
+    use alloy::consensus::{Transaction as _, TxEnvelope};
+    use alloy::eips::eip2718::Decodable2718;
+    use alloy::providers::Provider;
+    use sequencer::batching::{PostSettings, Step, step};
+    use sequencer::db::SequencerDb;
+    use sequencer::db::tables::SignedTx;
+    use std::time::Duration;
+
+    let net = common::devnet(&DeployConfig::default()).await;
+    let client = ChainClient::connect(
+        &net.anvil.endpoint(),
+        net.keys[1].clone(),
+        net.deployment.rollup,
+        ClientConfig::default(),
+    )
+    .await
+    .unwrap();
+    client
+        .register_sequencer(U256::from(DeployConfig::default().min_stake))
+        .await
+        .unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = SequencerDb::open(dir.path()).unwrap();
+    let id = executed_batch(&db);
 
     let p = client.provider().clone();
     let rpc = |method: &'static str, params: serde_json::Value| {

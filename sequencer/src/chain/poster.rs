@@ -232,11 +232,18 @@ impl BatchPoster for ChainPoster {
             .await
             .map_err(|e| classify("receipt", &e))?
         {
+            let block = r.block_number.unwrap_or_default();
+            // Counted as included only `confirmations` deep: a reorg within that depth puts
+            // it back to pending (or drops it, and it is sent again).
+            let head = self.client.head().await?;
+            if head.saturating_add(1).saturating_sub(block) < self.client.config().confirmations {
+                return Ok(TxStatus::Confirming { block });
+            }
             if let Some(m) = &self.metrics {
                 m.gas_spent(crate::metrics::GasPurpose::Post, r.gas_used);
             }
             return Ok(TxStatus::Included {
-                block: r.block_number.unwrap_or_default(),
+                block,
                 success: r.status(),
             });
         }
