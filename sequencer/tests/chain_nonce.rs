@@ -126,14 +126,7 @@ async fn a_transaction_priced_out_by_the_base_fee_is_replaced_with_higher_fees()
     let stake = U256::from(DeployConfig::default().min_stake);
     client.register_sequencer(stake).await.unwrap();
     let p = client.provider().clone();
-    let rpc = |method: &'static str, params: serde_json::Value| {
-        let p = p.clone();
-        async move {
-            p.raw_request::<_, serde_json::Value>(method.into(), params)
-                .await
-                .unwrap()
-        }
-    };
+    let rpc = |method, params| common::anvil_rpc(&p, method, params);
     rpc("evm_setAutomine", serde_json::json!([false])).await;
     let task = {
         let c = client.clone();

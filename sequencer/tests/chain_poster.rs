@@ -299,14 +299,7 @@ async fn a_batch_dropped_by_a_reorg_before_its_confirmations_is_sent_again() {
     let db = SequencerDb::open(dir.path()).unwrap();
     let id = executed_batch(&db);
     let p = client.provider().clone();
-    let rpc = |method: &'static str, params: serde_json::Value| {
-        let p = p.clone();
-        async move {
-            p.raw_request::<_, serde_json::Value>(method.into(), params)
-                .await
-                .unwrap()
-        }
-    };
+    let rpc = |method, params| common::anvil_rpc(&p, method, params);
     let poster = ChainPoster::new(client.clone(), net.keys[1].clone()).unwrap();
     let settings = PostSettings {
         poll: Duration::from_millis(10),
@@ -357,7 +350,6 @@ async fn a_batch_dropped_by_a_reorg_before_its_confirmations_is_sent_again() {
 async fn an_underpriced_batch_transaction_is_replaced_with_higher_fees_and_mined() {
     use alloy::consensus::{Transaction as _, TxEnvelope};
     use alloy::eips::eip2718::Decodable2718;
-    use alloy::providers::Provider;
     use sequencer::batching::{PostSettings, Step, step};
     use sequencer::db::SequencerDb;
     use sequencer::db::tables::SignedTx;
@@ -382,14 +374,7 @@ async fn an_underpriced_batch_transaction_is_replaced_with_higher_fees_and_mined
     let id = executed_batch(&db);
 
     let p = client.provider().clone();
-    let rpc = |method: &'static str, params: serde_json::Value| {
-        let p = p.clone();
-        async move {
-            p.raw_request::<_, serde_json::Value>(method.into(), params)
-                .await
-                .unwrap()
-        }
-    };
+    let rpc = |method, params| common::anvil_rpc(&p, method, params);
     let fees = |tx: &SignedTx| {
         let t = TxEnvelope::decode_2718(&mut tx.raw.as_slice()).unwrap();
         (t.max_fee_per_gas(), t.max_priority_fee_per_gas().unwrap())

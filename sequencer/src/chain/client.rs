@@ -567,9 +567,10 @@ impl ChainClient {
                     })
                     .await?;
                 if let Some(r) = receipt {
-                    let at = r.block_number.unwrap_or(u64::MAX);
-                    let head = self.head().await?;
-                    if head.saturating_add(1).saturating_sub(at) >= self.config.confirmations {
+                    if self
+                        .is_confirmed(r.block_number.unwrap_or(u64::MAX))
+                        .await?
+                    {
                         return Ok(r);
                     }
                     mined = true;
@@ -610,34 +611,10 @@ impl ChainClient {
         }
     }
 
-    /// Waits until transaction `hash` is mined with the configured confirmations.
-    pub async fn wait_receipt(&self, op: &'static str, hash: B256) -> Result<TransactionReceipt> {
-        let start = Instant::now();
-        loop {
-            let receipt = self
-                .retry(op, || async {
-                    self.provider
-                        .get_transaction_receipt(hash)
-                        .await
-                        .map_err(|e| classify(op, &e))
-                })
-                .await?;
-            if let Some(r) = receipt {
-                let mined = r.block_number.unwrap_or(u64::MAX);
-                let head = self.head().await?;
-                if head.saturating_add(1).saturating_sub(mined) >= self.config.confirmations {
-                    return Ok(r);
-                }
-            }
-            if start.elapsed() > self.config.confirm_timeout {
-                return Err(ChainError::NotConfirmed {
-                    op,
-                    tx: hash,
-                    waited: start.elapsed(),
-                });
-            }
-            tokio::time::sleep(self.config.poll_interval).await;
-        }
+    /// Whether a transaction mined in `block` is as deep as the configured confirmations.
+    pub async fn is_confirmed(&self, block: u64) -> Result<bool> {
+        let head = self.head().await?;
+        Ok(head.saturating_add(1).saturating_sub(block) >= self.config.confirmations)
     }
 
     // ------------------------------------------------------------ sequencer

@@ -235,8 +235,7 @@ impl BatchPoster for ChainPoster {
             let block = r.block_number.unwrap_or_default();
             // Counted as included only `confirmations` deep: a reorg within that depth puts
             // it back to pending (or drops it, and it is sent again).
-            let head = self.client.head().await?;
-            if head.saturating_add(1).saturating_sub(block) < self.client.config().confirmations {
+            if !self.client.is_confirmed(block).await? {
                 return Ok(TxStatus::Confirming { block });
             }
             if let Some(m) = &self.metrics {

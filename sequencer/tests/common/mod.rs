@@ -187,3 +187,17 @@ pub async fn devnet(config: &sequencer::chain::DeployConfig) -> Devnet {
         deployment,
     }
 }
+
+/// Calls anvil's JSON-RPC `method` (cheat codes such as `evm_mine`) through `provider`.
+#[allow(dead_code)]
+pub async fn anvil_rpc(
+    provider: &alloy::providers::DynProvider,
+    method: &'static str,
+    params: Value,
+) -> Value {
+    use alloy::providers::Provider;
+    provider
+        .raw_request::<_, Value>(method.into(), params)
+        .await
+        .unwrap_or_else(|e| panic!("{method}: {e}"))
+}
