@@ -422,8 +422,9 @@ pub async fn run_poster<P: BatchPoster>(
                     if matches!(status, BatchStatus::Posted { .. }) {
                         metrics.batches_posted.inc();
                     }
+                    // A new transaction for a batch that had one: a fee bump.
                     if matches!(status, BatchStatus::Signed(_))
-                        && matches!(batch.status, BatchStatus::Sent { .. })
+                        && batch.status.tx_hash().is_some()
                         && batch.status.tx_hash() != status.tx_hash()
                     {
                         metrics.batch_fee_bumps.inc();

@@ -94,7 +94,7 @@ async fn poster_signs_sends_and_the_data_decodes_back() {
     for _ in 0..2 {
         assert_eq!(poster.send(&tx).await.unwrap(), SendOutcome::Accepted);
     }
-    let TxStatus::Included { success, .. } = poster.status(tx.hash).await.unwrap() else {
+    let TxStatus::Included { success, .. } = mined(&poster, tx.hash).await else {
         panic!("not included")
     };
     assert!(success);
@@ -226,6 +226,23 @@ async fn a_transaction_between_signing_and_sending_takes_the_next_nonce() {
     }
 }
 
+/// The status of `hash` once it left the mempool: anvil's automine mines a transaction soon
+/// after accepting it, not before answering.
+async fn mined(poster: &ChainPoster, hash: H256) -> TxStatus {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        match poster.status(hash).await.unwrap() {
+            TxStatus::Pending | TxStatus::Unknown => {}
+            s => return s,
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{hash} was never mined"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 /// Stores two executed requests and a batch of them, as the sequencer does; returns its id.
 fn executed_batch(db: &sequencer::db::SequencerDb) -> u64 {
     use sequencer::db::{Execution, NewRequest};
@@ -316,9 +333,9 @@ async fn a_batch_dropped_by_a_reorg_before_its_confirmations_is_sent_again() {
         panic!("not signed")
     };
     advance().await;
-    // Mined at once (automine), one block deep of two.
-    let TxStatus::Confirming { block } = poster.status(tx.hash).await.unwrap() else {
-        panic!("not mined")
+    // Mined, one block deep of two.
+    let TxStatus::Confirming { block } = mined(&poster, tx.hash).await else {
+        panic!("not confirming")
     };
     assert_eq!(advance().await, Step::Waiting);
 
@@ -332,6 +349,10 @@ async fn a_batch_dropped_by_a_reorg_before_its_confirmations_is_sent_again() {
         Step::Moved(BatchStatus::Signed(tx.clone()))
     );
     advance().await;
+    assert!(matches!(
+        mined(&poster, tx.hash).await,
+        TxStatus::Confirming { .. }
+    ));
     assert_eq!(advance().await, Step::Waiting);
     rpc("evm_mine", serde_json::json!([])).await;
     let Step::Moved(BatchStatus::Posted { tx_hash, .. }) = advance().await else {

@@ -182,6 +182,7 @@ pub fn classify(op: &'static str, e: &TransportError) -> ChainError {
             let temporary = [
                 "nonce too low",
                 "already known",
+                "already imported",
                 "replacement",
                 "timeout",
                 "busy",

@@ -202,8 +202,12 @@ impl BatchPoster for ChainPoster {
             Ok(_) => Ok(SendOutcome::Accepted),
             Err(e) => {
                 let msg = e.to_string().to_lowercase();
-                // Already known or already included: the same bytes were sent before.
-                if msg.contains("already known") || msg.contains("nonce too low") {
+                // Already known (geth; anvil: "already imported") or already included: the
+                // same bytes were sent before.
+                if msg.contains("already known")
+                    || msg.contains("already imported")
+                    || msg.contains("nonce too low")
+                {
                     return Ok(SendOutcome::Accepted);
                 }
                 // geth, reth and anvil: "max fee per gas less than block base fee",
