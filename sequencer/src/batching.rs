@@ -248,8 +248,9 @@ pub fn payload(db: &SequencerDb, batch: &BatchRecord) -> Result<BatchPayload, Db
 /// Default wait of a sent transaction unknown to the node before it is sent again.
 pub const RESEND_AFTER: Duration = Duration::from_secs(30);
 
-/// Default wait of a transaction in the mempool before it is replaced with higher fees.
-pub const DEFAULT_BUMP_AFTER: Duration = Duration::from_secs(30);
+/// Default wait of a transaction in the mempool before it is replaced with higher fees (the
+/// chain client's, so batches and game moves wait alike).
+pub use crate::chain::client::DEFAULT_BUMP_AFTER;
 
 /// How the poster drives batch transactions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -58,16 +58,13 @@ fn request(id: u64) -> (Claim, RequestRecord) {
     (claim, record)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn poster_signs_sends_and_the_data_decodes_back() {
-    let net = common::devnet(&DeployConfig::default()).await;
-    let (anvil, deployment) = (&net.anvil, &net.deployment);
-    let key = |i: usize| net.keys[i].clone();
+/// Key 1 of `net`, registered as a sequencer, through a client with `config`.
+async fn sequencer_client(net: &common::Devnet, config: ClientConfig) -> ChainClient {
     let client = ChainClient::connect(
-        &anvil.endpoint(),
-        key(1),
-        deployment.rollup,
-        ClientConfig::default(),
+        &net.anvil.endpoint(),
+        net.keys[1].clone(),
+        net.deployment.rollup,
+        config,
     )
     .await
     .unwrap();
@@ -75,6 +72,14 @@ async fn poster_signs_sends_and_the_data_decodes_back() {
         .register_sequencer(U256::from(DeployConfig::default().min_stake))
         .await
         .unwrap();
+    client
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poster_signs_sends_and_the_data_decodes_back() {
+    let net = common::devnet(&DeployConfig::default()).await;
+    let key = |i: usize| net.keys[i].clone();
+    let client = sequencer_client(&net, ClientConfig::default()).await;
     let (claims, requests): (Vec<Claim>, Vec<RequestRecord>) = (1..=3).map(request).unzip();
     let payload = BatchPayload {
         batch: BatchRecord {
@@ -290,28 +295,21 @@ async fn a_batch_dropped_by_a_reorg_before_its_confirmations_is_sent_again() {
     use std::time::Duration;
 
     let net = common::devnet(&DeployConfig::default()).await;
-    let endpoint = net.anvil.endpoint();
-    let connect = |confirmations| {
-        ChainClient::connect(
-            &endpoint,
-            net.keys[1].clone(),
-            net.deployment.rollup,
-            ClientConfig {
-                confirmations,
-                poll_interval: Duration::from_millis(50),
-                ..ClientConfig::default()
-            },
-        )
-    };
     // Registered with one confirmation (anvil mines a block per transaction); the poster
     // wants two.
-    connect(1)
-        .await
-        .unwrap()
-        .register_sequencer(U256::from(DeployConfig::default().min_stake))
-        .await
-        .unwrap();
-    let client = connect(2).await.unwrap();
+    sequencer_client(&net, ClientConfig::default()).await;
+    let client = ChainClient::connect(
+        &net.anvil.endpoint(),
+        net.keys[1].clone(),
+        net.deployment.rollup,
+        ClientConfig {
+            confirmations: 2,
+            poll_interval: Duration::from_millis(50),
+            ..ClientConfig::default()
+        },
+    )
+    .await
+    .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let db = SequencerDb::open(dir.path()).unwrap();
     let id = executed_batch(&db);
@@ -377,18 +375,7 @@ async fn an_underpriced_batch_transaction_is_replaced_with_higher_fees_and_mined
     use std::time::Duration;
 
     let net = common::devnet(&DeployConfig::default()).await;
-    let client = ChainClient::connect(
-        &net.anvil.endpoint(),
-        net.keys[1].clone(),
-        net.deployment.rollup,
-        ClientConfig::default(),
-    )
-    .await
-    .unwrap();
-    client
-        .register_sequencer(U256::from(DeployConfig::default().min_stake))
-        .await
-        .unwrap();
+    let client = sequencer_client(&net, ClientConfig::default()).await;
 
     let dir = tempfile::tempdir().unwrap();
     let db = SequencerDb::open(dir.path()).unwrap();
