@@ -497,10 +497,12 @@ impl ChainClient {
             })
             .await?;
         let receipt = self.wait_bumping(op, &tx, nonce, fees, hash).await?;
+        // The mined transaction may be a fee-bumped replacement of `hash`.
+        let mined = receipt.transaction_hash;
         if !receipt.status() {
-            return Err(ChainError::TxFailed { op, tx: hash });
+            return Err(ChainError::TxFailed { op, tx: mined });
         }
-        tracing::debug!(target: "chain", op, tx = %hash, gas = receipt.gas_used, "confirmed");
+        tracing::debug!(target: "chain", op, tx = %mined, gas = receipt.gas_used, "confirmed");
         Ok(receipt)
     }
 
