@@ -2,11 +2,12 @@
 //! must not leave a nonce gap: the client's next transaction from the same key confirms (a
 //! game driver retries refused moves, a timeout claimed too early, so this is what keeps it
 //! from hanging). Log scans split into `log_range`-block requests (RPC providers cap the
-//! range of `eth_getLogs`) find exactly what one wide request finds.
+//! range of `eth_getLogs`) find exactly what one wide request finds. Transactions carry a
+//! gas margin over the estimate, and fees that follow the base fee.
 
 mod common;
 
-use alloy::primitives::{B256, U256};
+use alloy::primitives::{B256, U256, keccak256};
 use alloy::providers::Provider;
 use alloy::rpc::types::Filter;
 use sequencer::chain::{ChainClient, ClientConfig, DeployConfig};
@@ -132,25 +133,8 @@ async fn a_transaction_priced_out_by_the_base_fee_is_replaced_with_higher_fees()
         let c = client.clone();
         tokio::spawn(async move { c.add_stake(U256::from(1)).await })
     };
-    // The first transaction reaches the pool.
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    let first = loop {
-        let content = rpc("txpool_content", serde_json::json!([])).await;
-        let pending = content["pending"].as_object().cloned().unwrap_or_default();
-        if let Some(tx) = pending
-            .values()
-            .filter_map(|by_nonce| by_nonce.as_object())
-            .flat_map(|m| m.values())
-            .next()
-        {
-            break tx.clone();
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no transaction reached the pool"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let first = pooled_tx(&p).await;
     let hex = |v: &serde_json::Value| {
         u128::from_str_radix(v.as_str().unwrap().trim_start_matches("0x"), 16).unwrap()
     };
@@ -189,4 +173,101 @@ async fn a_transaction_priced_out_by_the_base_fee_is_replaced_with_higher_fees()
         .await
         .unwrap();
     assert_eq!(standing.stake, stake + U256::from(1));
+}
+
+/// The gas of a transaction may rise between its estimate and its block (another
+/// transaction zeroed a slot it writes): `transact` gives it a margin, so it is still mined.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_whose_gas_rose_after_the_estimate_still_succeeds() {
+    let net = common::devnet(&DeployConfig::default()).await;
+    let client = ChainClient::connect(
+        &net.anvil.endpoint(),
+        net.keys[1].clone(),
+        net.deployment.rollup,
+        ClientConfig {
+            poll_interval: Duration::from_millis(50),
+            confirm_timeout: Duration::from_secs(30),
+            ..ClientConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    let stake = U256::from(DeployConfig::default().min_stake);
+    client.register_sequencer(stake).await.unwrap();
+    let p = client.provider().clone();
+    let rpc = |method, params| common::anvil_rpc(&p, method, params);
+
+    // The slot that holds the sequencer's stake (the first word of `sequencers[account]`).
+    let rollup = net.deployment.rollup;
+    let mut slot = None;
+    for index in 0u64..64 {
+        let mut key = [0u8; 64];
+        key[12..32].copy_from_slice(client.account().as_slice());
+        key[32..].copy_from_slice(&U256::from(index).to_be_bytes::<32>());
+        let at = U256::from_be_bytes(keccak256(key).0);
+        if p.get_storage_at(rollup, at).await.unwrap() == stake {
+            slot = Some(at);
+            break;
+        }
+    }
+    let slot = slot.expect("the stake's storage slot");
+
+    rpc("evm_setAutomine", serde_json::json!([false])).await;
+    let task = {
+        let c = client.clone();
+        tokio::spawn(async move { c.add_stake(U256::from(1)).await })
+    };
+    let pooled = pooled_tx(&p).await;
+    // Estimated with the stake word non-zero (a 2,900-gas update); zeroed before the block,
+    // its write costs 20,000.
+    let estimate = p
+        .estimate_gas(
+            alloy::rpc::types::TransactionRequest::default()
+                .from(client.account())
+                .to(rollup)
+                .value(U256::from(1))
+                .input(
+                    alloy::hex::decode(pooled["input"].as_str().unwrap())
+                        .unwrap()
+                        .into(),
+                ),
+        )
+        .await
+        .unwrap();
+    rpc(
+        "anvil_setStorageAt",
+        serde_json::json!([rollup, slot, B256::ZERO]),
+    )
+    .await;
+    rpc("evm_mine", serde_json::json!([])).await;
+    let receipt = task.await.unwrap().unwrap();
+    assert!(receipt.status());
+    assert!(
+        receipt.gas_used > estimate + 10_000,
+        "the write from zero cost more than estimated: {} vs {estimate}",
+        receipt.gas_used
+    );
+    assert_eq!(p.get_storage_at(rollup, slot).await.unwrap(), U256::from(1));
+}
+
+/// The first transaction in anvil's pool, once there is one.
+async fn pooled_tx(p: &alloy::providers::DynProvider) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let content = common::anvil_rpc(p, "txpool_content", serde_json::json!([])).await;
+        let pending = content["pending"].as_object().cloned().unwrap_or_default();
+        if let Some(tx) = pending
+            .values()
+            .filter_map(|by_nonce| by_nonce.as_object())
+            .flat_map(|m| m.values())
+            .next()
+        {
+            return tx.clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no transaction reached the pool"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

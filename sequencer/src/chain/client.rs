@@ -2,6 +2,12 @@
 //! through [`ChainClient::transact`], which fills gas and nonce, retries temporary RPC
 //! failures with exponential backoff and waits for the configured confirmations.
 //!
+//! Gas: the node's estimate plus a margin ([`with_gas_margin`]). An estimate is exact for
+//! the state it ran on; a transaction mined after another one changed that state (the
+//! defence withdrawing its credit between two game moves turns a later write of that
+//! credit from a 2,900-gas update into a 20,000-gas one) would run out of gas without it.
+//! Unused gas is not paid for.
+//!
 //! Fees: EIP-1559 fees from the node's estimate, capped by [`ClientConfig::fee_ceiling`]. A
 //! transaction not mined after [`ClientConfig::bump_after`] is sent again with the same
 //! nonce and higher fees ([`Fees::bumped`]), as often as needed, and whichever of them is
@@ -482,16 +488,22 @@ impl ChainClient {
         // attempt (and never below a nonce the poster reserved). The provider's own nonce
         // filler caches and would burn a nonce on a send whose gas estimate reverts,
         // leaving every later transaction stuck behind the gap.
-        let (hash, nonce) = self
+        let (hash, nonce, tx) = self
             .retry(op, || async {
-                let tx = with_fees(tx.clone(), fees);
+                // Estimated right before the send, so against the latest state.
+                let gas = self
+                    .provider
+                    .estimate_gas(tx.clone())
+                    .await
+                    .map_err(|e| classify(op, &e))?;
+                let tx = tx.clone().with_gas_limit(with_gas_margin(gas));
                 self.with_next_nonce(|nonce| async move {
                     let pending = self
                         .provider
-                        .send_transaction(tx.with_nonce(nonce))
+                        .send_transaction(with_fees(tx.clone(), fees).with_nonce(nonce))
                         .await
                         .map_err(|e| classify(op, &e))?;
-                    Ok((*pending.tx_hash(), nonce))
+                    Ok((*pending.tx_hash(), nonce, tx))
                 })
                 .await
             })
@@ -820,6 +832,17 @@ pub fn u256_to_u64(v: U256, what: &'static str) -> Result<u64> {
 pub type Network = Ethereum;
 
 /// `tx` with `fees` as its EIP-1559 fees.
+/// The gas limit given to a transaction whose gas the node estimated at `estimate`: a
+/// fifth more, and at least [`MIN_GAS_MARGIN`] more, for state that changes between the
+/// estimate and the block (see the module documentation).
+pub fn with_gas_margin(estimate: u64) -> u64 {
+    estimate.saturating_add((estimate / 5).max(MIN_GAS_MARGIN))
+}
+
+/// The least gas [`with_gas_margin`] adds: two storage slots written from zero that were
+/// non-zero at the estimate (17,100 gas more each).
+pub const MIN_GAS_MARGIN: u64 = 40_000;
+
 fn with_fees(tx: TransactionRequest, fees: Fees) -> TransactionRequest {
     tx.with_max_fee_per_gas(fees.max_fee)
         .with_max_priority_fee_per_gas(fees.tip)

@@ -69,7 +69,10 @@ pub enum ChainError {
         /// The decoded custom error, or the raw revert data.
         reason: String,
     },
-    /// A transaction was mined but failed.
+    /// A transaction was mined but failed: its gas estimate passed, so the state changed
+    /// between the estimate and the block (another transaction came first, or it ran out
+    /// of gas). Temporary: a retry re-estimates against the new state, and a call that
+    /// now reverts fails there with [`ChainError::Reverted`] before anything is sent.
     #[error("{op}: transaction {tx} failed on chain")]
     TxFailed {
         /// What was being done.
@@ -112,7 +115,7 @@ impl ChainError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Self::Rpc { kind, .. } => *kind,
-            Self::NotConfirmed { .. } => ErrorKind::Temporary,
+            Self::NotConfirmed { .. } | Self::TxFailed { .. } => ErrorKind::Temporary,
             _ => ErrorKind::Critical,
         }
     }

@@ -9,7 +9,7 @@
 
 use super::batch_data::{BatchData, BatchEntry};
 use super::bindings::InferenceRollup;
-use super::client::{ChainClient, Fees, classify};
+use super::client::{ChainClient, Fees, classify, with_gas_margin};
 use super::{ChainError, ErrorKind, Result, to_b256};
 use crate::batching::{BatchPayload, BatchPoster, SendOutcome, TxStatus};
 use crate::db::tables::SignedTx;
@@ -133,7 +133,7 @@ impl ChainPoster {
                     .await
                     .map_err(|e| classify("estimateGas postBatch", &e))?;
                 tx = tx
-                    .with_gas_limit(gas + gas / 5)
+                    .with_gas_limit(with_gas_margin(gas))
                     .with_max_fee_per_gas(fees.max_fee)
                     .with_max_priority_fee_per_gas(fees.tip);
                 let envelope = tx.build(&self.wallet).await.map_err(|e| ChainError::Rpc {
