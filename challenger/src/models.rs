@@ -3,6 +3,7 @@
 //! recomputed from its program and weights, and one whose id is not the expected one is
 //! refused.
 
+use inference::commit::TensorHashMemo;
 use inference::import::bert::{FAMILY_FILE, Family};
 use inference::merkle::H256;
 use inference::model::{MANIFEST_FILE, Model, PROGRAM_FILE, WEIGHTS_FILE};
@@ -59,11 +60,25 @@ fn read(path: &Path) -> Result<Vec<u8>, ModelError> {
 
 /// Loads the model in directory `dir` (program, weights, manifest), checking its id.
 pub fn load_model_dir(dir: &Path) -> Result<Model, ModelError> {
-    Model::from_bytes(
-        &read(&dir.join(PROGRAM_FILE))?,
-        &read(&dir.join(WEIGHTS_FILE))?,
-        &read(&dir.join(MANIFEST_FILE))?,
-    )
+    read_model(dir, None)
+}
+
+/// [`load_model_dir`] for one of several models sharing weights: tensors `memo` has
+/// hashed before are not hashed again.
+pub fn load_model_dir_memo(dir: &Path, memo: &mut TensorHashMemo) -> Result<Model, ModelError> {
+    read_model(dir, Some(memo))
+}
+
+fn read_model(dir: &Path, memo: Option<&mut TensorHashMemo>) -> Result<Model, ModelError> {
+    let (program, weights, manifest) = (
+        read(&dir.join(PROGRAM_FILE))?,
+        read(&dir.join(WEIGHTS_FILE))?,
+        read(&dir.join(MANIFEST_FILE))?,
+    );
+    match memo {
+        Some(memo) => Model::from_bytes_memo(&program, &weights, &manifest, memo),
+        None => Model::from_bytes(&program, &weights, &manifest),
+    }
     .map_err(|e| ModelError::Invalid {
         path: dir.to_path_buf(),
         reason: e.to_string(),
@@ -97,9 +112,10 @@ impl ModelStore {
                 }
             })?;
             let mut ids = Vec::new();
+            let mut memo = TensorHashMemo::new();
             for b in &family.buckets {
                 let path = dir.join(&b.dir);
-                let model = load_model_dir(&path)?;
+                let model = load_model_dir_memo(&path, &mut memo)?;
                 if model.id() != b.model_id {
                     return Err(ModelError::WrongId {
                         path,

@@ -140,6 +140,72 @@ pub fn try_tensor_hash(t: &Tensor) -> Result<H256> {
     tensor_hash_from_root(&t.ty(), tensor_data_root(t))
 }
 
+/// Tensor hashes remembered by content, so that models sharing weights (the buckets of an
+/// encoder family, built from one checkpoint) hash each shared tensor once: loading the
+/// four MiniLM buckets is mostly hashing, and most of their tensors are equal. A tensor is
+/// looked up by a fast checksum of its type and data and matched byte for byte, so a
+/// remembered hash is only ever given to an equal tensor. It keeps a copy of every tensor
+/// it hashed: drop it once the models are loaded.
+#[derive(Default)]
+pub struct TensorHashMemo {
+    by_sum: std::collections::HashMap<u64, Vec<(Tensor, H256)>>,
+}
+
+impl TensorHashMemo {
+    /// An empty memo.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The remembered hash of a tensor equal to `t`, if any.
+    pub fn get(&self, t: &Tensor) -> Option<H256> {
+        self.by_sum
+            .get(&content_sum(t))?
+            .iter()
+            .find(|(u, _)| u == t)
+            .map(|(_, h)| *h)
+    }
+
+    /// Remembers `hash` as the tensor hash of `t`.
+    pub fn insert(&mut self, t: &Tensor, hash: H256) {
+        let same = self.by_sum.entry(content_sum(t)).or_default();
+        if !same.iter().any(|(u, _)| u == t) {
+            same.push((t.clone(), hash));
+        }
+    }
+
+    /// The number of tensors remembered.
+    pub fn len(&self) -> usize {
+        self.by_sum.values().map(Vec::len).sum()
+    }
+
+    /// Whether nothing is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.by_sum.is_empty()
+    }
+}
+
+impl std::fmt::Debug for TensorHashMemo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TensorHashMemo")
+            .field("tensors", &self.len())
+            .finish()
+    }
+}
+
+/// A fast (not collision-resistant) checksum of a tensor's type and data.
+fn content_sum(t: &Tensor) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    t.ty().hash(&mut h);
+    match t.data() {
+        TensorData::I8(v) => v.hash(&mut h),
+        TensorData::I16(v) => v.hash(&mut h),
+        TensorData::I32(v) => v.hash(&mut h),
+    }
+    h.finish()
+}
+
 /// The tensor hash of `t`: `keccak256(dtype || rank || dims || dataRoot)`.
 ///
 /// # Panics
@@ -444,6 +510,26 @@ mod tests {
                 assert_eq!(tensor_data_tree(&t).root(), merkle_root(&leaves));
             }
         }
+    }
+
+    #[test]
+    fn a_hash_memo_matches_equal_tensors_only() {
+        let mut memo = TensorHashMemo::new();
+        let t = sample(DType::I16, 100);
+        assert_eq!(memo.get(&t), None);
+        memo.insert(&t, tensor_hash(&t));
+        assert_eq!(memo.get(&t.clone()), Some(tensor_hash(&t)));
+        // One element changed, another shape, another dtype: not remembered.
+        let mut values = t.to_i64_vec();
+        values[57] += 1;
+        let changed = Tensor::from_values(DType::I16, vec![100], values);
+        let reshaped = t.clone().reshaped(vec![10, 10]).unwrap();
+        let widened = Tensor::from_values(DType::I32, vec![100], t.to_i64_vec());
+        for other in [&changed, &reshaped, &widened] {
+            assert_eq!(memo.get(other), None);
+        }
+        memo.insert(&t, tensor_hash(&t));
+        assert_eq!(memo.len(), 1);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use eyre::{Context, Result, bail};
+use inference::commit::TensorHashMemo;
 use inference::model::{MANIFEST_FILE, Model, PROGRAM_FILE, WEIGHTS_FILE};
 use inference::ops::Op;
 use inference::tensor::{DType, Tensor, TensorType};
@@ -272,6 +273,11 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 fn load_model(dir: &Path) -> Result<Model> {
+    load_model_memo(dir, None)
+}
+
+/// [`load_model`] for one of several models sharing weights (`memo`: hashes seen before).
+fn load_model_memo(dir: &Path, memo: Option<&mut TensorHashMemo>) -> Result<Model> {
     if !dir.join(MANIFEST_FILE).is_file() {
         bail!(
             "{} is not a model directory: it has no {MANIFEST_FILE}",
@@ -282,11 +288,15 @@ fn load_model(dir: &Path) -> Result<Model> {
         let p = dir.join(name);
         std::fs::read(&p).wrap_err_with(|| format!("reading {}", p.display()))
     };
-    let model = Model::from_bytes(
-        &read(PROGRAM_FILE)?,
-        &read(WEIGHTS_FILE)?,
-        &read(MANIFEST_FILE)?,
-    )
+    let (program, weights, manifest) = (
+        read(PROGRAM_FILE)?,
+        read(WEIGHTS_FILE)?,
+        read(MANIFEST_FILE)?,
+    );
+    let model = match memo {
+        Some(memo) => Model::from_bytes_memo(&program, &weights, &manifest, memo),
+        None => Model::from_bytes(&program, &weights, &manifest),
+    }
     .wrap_err_with(|| format!("loading the model in {}", dir.display()))?;
     Ok(model)
 }
@@ -572,11 +582,13 @@ fn load_encoder(dir: &Path) -> Result<Encoder> {
             dir.display()
         )
     })?)?;
+    let mut memo = TensorHashMemo::new();
     let models = family
         .buckets
         .iter()
-        .map(|b| load_model(&dir.join(&b.dir)))
+        .map(|b| load_model_memo(&dir.join(&b.dir), Some(&mut memo)))
         .collect::<Result<Vec<_>>>()?;
+    drop(memo);
     for (b, m) in family.buckets.iter().zip(&models) {
         if m.id() != b.model_id {
             bail!(

@@ -64,13 +64,26 @@ impl Model {
         weights: Vec<(String, Tensor)>,
         metadata: BTreeMap<String, String>,
     ) -> Result<Self> {
+        Self::build(name, program, weights, metadata, None)
+    }
+
+    fn build(
+        name: &str,
+        program: Program,
+        weights: Vec<(String, Tensor)>,
+        metadata: BTreeMap<String, String>,
+        memo: Option<&mut commit::TensorHashMemo>,
+    ) -> Result<Self> {
         program.validate()?;
         let (names, tensors): (Vec<String>, Vec<Tensor>) = weights.into_iter().unzip();
         let mut seen = std::collections::HashSet::new();
         if let Some(dup) = names.iter().find(|n| !seen.insert(n.as_str())) {
             return Err(Error::Program(format!("weight name {dup:?} is used twice")));
         }
-        let weights = Weights::new(&program, tensors)?;
+        let weights = match memo {
+            Some(memo) => Weights::new_memo(&program, tensors, memo)?,
+            None => Weights::new(&program, tensors)?,
+        };
         let program_hash = program.hash()?;
         let manifest = Manifest {
             format: MANIFEST_FORMAT.to_string(),
@@ -92,6 +105,26 @@ impl Model {
 
     /// Reads a model from the bytes of its three files, checking the manifest's ids.
     pub fn from_bytes(program_json: &[u8], weights: &[u8], manifest_json: &[u8]) -> Result<Self> {
+        Self::read(program_json, weights, manifest_json, None)
+    }
+
+    /// [`Model::from_bytes`] for one of several models that share weights (the buckets of
+    /// a family): tensors `memo` has hashed before are not hashed again.
+    pub fn from_bytes_memo(
+        program_json: &[u8],
+        weights: &[u8],
+        manifest_json: &[u8],
+        memo: &mut commit::TensorHashMemo,
+    ) -> Result<Self> {
+        Self::read(program_json, weights, manifest_json, Some(memo))
+    }
+
+    fn read(
+        program_json: &[u8],
+        weights: &[u8],
+        manifest_json: &[u8],
+        memo: Option<&mut commit::TensorHashMemo>,
+    ) -> Result<Self> {
         let manifest: Manifest = serde_json::from_slice(manifest_json)
             .map_err(|e| Error::Decode(format!("{MANIFEST_FILE}: {e}")))?;
         if manifest.format != MANIFEST_FORMAT {
@@ -128,11 +161,12 @@ impl Model {
                 Tensor::from_le_bytes(dtype, view.shape().to_vec(), view.data())
             })
             .collect::<Result<Vec<_>>>()?;
-        let model = Self::new(
+        let model = Self::build(
             &manifest.name,
             program,
             manifest.weight_names.iter().cloned().zip(tensors).collect(),
             manifest.metadata.clone(),
+            memo,
         )?;
         for (what, got, want) in [
             (

@@ -26,6 +26,24 @@ pub struct Weights {
 impl Weights {
     /// Checks `tensors` against the program's declared weight types, then hashes and packs.
     pub fn new(program: &Program, tensors: Vec<Tensor>) -> Result<Self> {
+        Self::build(program, tensors, None)
+    }
+
+    /// [`Weights::new`], taking the hashes of tensors `memo` has seen and remembering the
+    /// others' (for models that share weights).
+    pub fn new_memo(
+        program: &Program,
+        tensors: Vec<Tensor>,
+        memo: &mut commit::TensorHashMemo,
+    ) -> Result<Self> {
+        Self::build(program, tensors, Some(memo))
+    }
+
+    fn build(
+        program: &Program,
+        tensors: Vec<Tensor>,
+        memo: Option<&mut commit::TensorHashMemo>,
+    ) -> Result<Self> {
         if tensors.len() != program.weights.len() {
             return Err(Error::Program(format!(
                 "the program declares {} weights, got {}",
@@ -57,7 +75,19 @@ impl Weights {
                 }
             }
         }
-        let hashes: Vec<H256> = tensors.iter().map(commit::tensor_hash).collect();
+        let hashes: Vec<H256> = match memo {
+            None => tensors.iter().map(commit::tensor_hash).collect(),
+            Some(memo) => tensors
+                .iter()
+                .map(|t| {
+                    memo.get(t).unwrap_or_else(|| {
+                        let h = commit::tensor_hash(t);
+                        memo.insert(t, h);
+                        h
+                    })
+                })
+                .collect(),
+        };
         let root = commit::weights_root(&hashes);
         Ok(Self {
             tensors,

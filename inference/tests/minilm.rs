@@ -5,6 +5,7 @@
 //! Without the imported model these tests say so and pass, unless `REQUIRE_MODELS=1`
 //! (as `make test` sets), where a missing model is a failure.
 
+use inference::commit::TensorHashMemo;
 use inference::import::FloatWeights;
 use inference::import::bert::{self, BertFloat, FAMILY_FILE, Family, MINILM_L6};
 use inference::model::{MANIFEST_FILE, Model, PROGRAM_FILE, WEIGHTS_FILE};
@@ -51,21 +52,31 @@ fn load() -> Option<Minilm> {
         return None;
     };
     let family = Family::from_json(&std::fs::read(dir.join(FAMILY_FILE)).unwrap()).unwrap();
+    // Hashes shared across buckets through a memo; the ids (checked against the manifests,
+    // hashed without one when the models were prepared) must not change.
+    let mut memo = TensorHashMemo::new();
     let models: Vec<Model> = family
         .buckets
         .iter()
         .map(|b| {
             let read = |n: &str| std::fs::read(dir.join(&b.dir).join(n)).unwrap();
-            let model = Model::from_bytes(
+            let model = Model::from_bytes_memo(
                 &read(PROGRAM_FILE),
                 &read(WEIGHTS_FILE),
                 &read(MANIFEST_FILE),
+                &mut memo,
             )
             .unwrap();
             assert_eq!(model.id(), b.model_id);
             model
         })
         .collect();
+    let weights: usize = models.iter().map(|m| m.weights().tensors().len()).sum();
+    assert!(
+        memo.len() < weights / 2,
+        "the buckets share most weights: {} distinct of {weights}",
+        memo.len()
+    );
     let tok = std::fs::read(dir.join(&family.buckets[0].dir).join("tokenizer.json")).unwrap();
     let tokenizer = TextTokenizer::from_json(&tok, family.max_seq_len()).unwrap();
     Some(Minilm {

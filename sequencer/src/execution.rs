@@ -3,6 +3,7 @@
 //! runtime ([`ExecutionPool`]), so the HTTP side stays responsive under load.
 
 use crate::db::tables::{InputRecord, TensorRecord};
+use inference::commit::TensorHashMemo;
 use inference::import::bert::{self, FAMILY_FILE, Family};
 use inference::merkle::H256;
 use inference::model::{MANIFEST_FILE, Model, PROGRAM_FILE, WEIGHTS_FILE};
@@ -169,11 +170,25 @@ fn read(path: &Path) -> Result<Vec<u8>, ModelError> {
 
 /// Loads one model directory ([`PROGRAM_FILE`], [`WEIGHTS_FILE`], [`MANIFEST_FILE`]).
 pub fn load_model(dir: &Path) -> Result<Model, ModelError> {
-    Model::from_bytes(
-        &read(&dir.join(PROGRAM_FILE))?,
-        &read(&dir.join(WEIGHTS_FILE))?,
-        &read(&dir.join(MANIFEST_FILE))?,
-    )
+    read_model(dir, None)
+}
+
+/// [`load_model`] for one of several models sharing weights: tensors `memo` has hashed
+/// before are not hashed again.
+pub fn load_model_memo(dir: &Path, memo: &mut TensorHashMemo) -> Result<Model, ModelError> {
+    read_model(dir, Some(memo))
+}
+
+fn read_model(dir: &Path, memo: Option<&mut TensorHashMemo>) -> Result<Model, ModelError> {
+    let (program, weights, manifest) = (
+        read(&dir.join(PROGRAM_FILE))?,
+        read(&dir.join(WEIGHTS_FILE))?,
+        read(&dir.join(MANIFEST_FILE))?,
+    );
+    match memo {
+        Some(memo) => Model::from_bytes_memo(&program, &weights, &manifest, memo),
+        None => Model::from_bytes(&program, &weights, &manifest),
+    }
     .map_err(|source| ModelError::Invalid {
         path: dir.to_owned(),
         source,
@@ -190,9 +205,10 @@ impl ModelFamily {
                 source,
             })?;
         let mut buckets = Vec::with_capacity(index.buckets.len());
+        let mut memo = TensorHashMemo::new();
         for b in &index.buckets {
             let bucket_dir = dir.join(&b.dir);
-            let model = load_model(&bucket_dir)?;
+            let model = load_model_memo(&bucket_dir, &mut memo)?;
             if model.id() != b.model_id {
                 return Err(ModelError::IdMismatch {
                     dir: bucket_dir,

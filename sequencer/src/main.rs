@@ -411,8 +411,9 @@ mod chain_cmd {
             .to_string();
         let mut rows = Vec::new();
         let mut lines = Vec::new();
+        let mut memo = inference::commit::TensorHashMemo::new();
         for b in &index.buckets {
-            let model = sequencer::execution::load_model(&dir.join(&b.dir))?;
+            let model = sequencer::execution::load_model_memo(&dir.join(&b.dir), &mut memo)?;
             let id = model.id();
             let known = client
                 .registry()
