@@ -271,3 +271,57 @@ async fn pooled_tx(p: &alloy::providers::DynProvider) -> serde_json::Value {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// A transaction that the node refuses for its fees (the base fee is above the operator's
+/// fee ceiling) is a temporary error, tried again at each attempt's new estimate: once the
+/// base fee falls under the ceiling, it is sent and mined, and never above the ceiling.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_refused_for_its_fees_is_retried_until_the_base_fee_falls() {
+    let net = common::devnet(&DeployConfig::default()).await;
+    let endpoint = net.anvil.endpoint();
+    let connect = |config: ClientConfig| {
+        ChainClient::connect(&endpoint, net.keys[1].clone(), net.deployment.rollup, config)
+    };
+    let plain = connect(ClientConfig::default()).await.unwrap();
+    let stake = U256::from(DeployConfig::default().min_stake);
+    plain.register_sequencer(stake).await.unwrap();
+    let p = plain.provider().clone();
+    let rpc = |method, params| common::anvil_rpc(&p, method, params);
+
+    let ceiling: u128 = 2_000_000_000;
+    rpc(
+        "anvil_setNextBlockBaseFeePerGas",
+        serde_json::json!([format!("0x{:x}", ceiling * 10)]),
+    )
+    .await;
+    rpc("evm_mine", serde_json::json!([])).await;
+    let capped = |attempts| ClientConfig {
+        fee_ceiling: Some(ceiling),
+        retry_attempts: attempts,
+        retry_initial: Duration::from_millis(20),
+        retry_max: Duration::from_millis(50),
+        poll_interval: Duration::from_millis(50),
+        ..ClientConfig::default()
+    };
+    // One attempt: refused for its fees, and temporary.
+    let once = connect(capped(1)).await.unwrap();
+    let refused = once.add_stake(U256::from(1)).await.unwrap_err();
+    assert!(refused.is_temporary(), "{refused}");
+    assert!(refused.to_string().contains("base fee"), "{refused}");
+
+    let patient = connect(capped(u32::MAX)).await.unwrap();
+    let task = tokio::spawn(async move { patient.add_stake(U256::from(1)).await });
+    rpc(
+        "anvil_setNextBlockBaseFeePerGas",
+        serde_json::json!([format!("0x{:x}", ceiling / 4)]),
+    )
+    .await;
+    rpc("evm_mine", serde_json::json!([])).await;
+    let receipt = task.await.unwrap().unwrap();
+    assert!(receipt.status());
+    assert!(receipt.effective_gas_price <= ceiling);
+    let standing = sequencer::node::standing(&plain, plain.account())
+        .await
+        .unwrap();
+    assert_eq!(standing.stake, stake + U256::from(1));
+}

@@ -185,6 +185,8 @@ pub fn classify(op: &'static str, e: &TransportError) -> ChainError {
                     reason: payload.message.to_string(),
                 };
             }
+            // A send refused for its fees is temporary too: the next attempt prices it from
+            // a new estimate (or the base fee falls below the fee ceiling).
             let temporary = [
                 "nonce too low",
                 "already known",
@@ -194,7 +196,8 @@ pub fn classify(op: &'static str, e: &TransportError) -> ChainError {
                 "busy",
             ]
             .iter()
-            .any(|s| msg.contains(s));
+            .any(|s| msg.contains(s))
+                || refused_for_fees(&msg);
             ChainError::Rpc {
                 op,
                 message: payload.to_string(),
@@ -216,6 +219,15 @@ pub fn classify(op: &'static str, e: &TransportError) -> ChainError {
             kind: ErrorKind::Critical,
         },
     }
+}
+
+/// Whether a node's error message (lower case) says a transaction was refused for its fees:
+/// "max fee per gas less than block base fee", "transaction underpriced", "replacement
+/// transaction underpriced" (geth, reth, anvil), "fee cap too low".
+pub fn refused_for_fees(message: &str) -> bool {
+    message.contains("underpriced")
+        || message.contains("less than block base fee")
+        || message.contains("fee cap too low")
 }
 
 /// Classifies a contract call error.
@@ -483,13 +495,15 @@ impl ChainClient {
             .with_to(to)
             .with_input(Bytes::from(call.abi_encode()))
             .with_value(value);
-        let fees = self.fee_estimate().await?.capped(self.config.fee_ceiling);
         // The nonce is taken under the key's lock, from the node's pending count at every
         // attempt (and never below a nonce the poster reserved). The provider's own nonce
         // filler caches and would burn a nonce on a send whose gas estimate reverts,
         // leaving every later transaction stuck behind the gap.
-        let (hash, nonce, tx) = self
+        let (hash, nonce, tx, fees) = self
             .retry(op, || async {
+                // Priced at every attempt: a send refused for its fees (a base fee above the
+                // ceiling) is tried again at the new estimate.
+                let fees = self.fee_estimate().await?.capped(self.config.fee_ceiling);
                 // Estimated right before the send, so against the latest state.
                 let gas = self
                     .provider
@@ -503,7 +517,7 @@ impl ChainClient {
                         .send_transaction(with_fees(tx.clone(), fees).with_nonce(nonce))
                         .await
                         .map_err(|e| classify(op, &e))?;
-                    Ok((*pending.tx_hash(), nonce, tx))
+                    Ok((*pending.tx_hash(), nonce, tx, fees))
                 })
                 .await
             })

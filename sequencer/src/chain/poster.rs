@@ -9,7 +9,7 @@
 
 use super::batch_data::{BatchData, BatchEntry};
 use super::bindings::InferenceRollup;
-use super::client::{ChainClient, Fees, classify, with_gas_margin};
+use super::client::{ChainClient, Fees, classify, refused_for_fees, with_gas_margin};
 use super::{ChainError, ErrorKind, Result, to_b256};
 use crate::batching::{BatchPayload, BatchPoster, SendOutcome, TxStatus};
 use crate::db::tables::SignedTx;
@@ -210,12 +210,7 @@ impl BatchPoster for ChainPoster {
                 {
                     return Ok(SendOutcome::Accepted);
                 }
-                // geth, reth and anvil: "max fee per gas less than block base fee",
-                // "transaction underpriced", "replacement transaction underpriced".
-                if msg.contains("underpriced")
-                    || msg.contains("less than block base fee")
-                    || msg.contains("fee cap too low")
-                {
+                if refused_for_fees(&msg) {
                     tracing::info!(target: "sequencer::posting", tx = %tx.hash, reason = %e, "batch transaction refused for its fees");
                     return Ok(SendOutcome::Underpriced);
                 }
