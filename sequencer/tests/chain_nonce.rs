@@ -111,21 +111,14 @@ async fn split_log_scans_find_what_one_wide_request_finds() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transaction_priced_out_by_the_base_fee_is_replaced_with_higher_fees() {
     let net = common::devnet(&DeployConfig::default()).await;
-    let client = ChainClient::connect(
-        &net.anvil.endpoint(),
-        net.keys[1].clone(),
-        net.deployment.rollup,
+    let (client, stake) = registered(
+        &net,
         ClientConfig {
-            poll_interval: Duration::from_millis(50),
             bump_after: Duration::from_millis(300),
-            confirm_timeout: Duration::from_secs(30),
             ..ClientConfig::default()
         },
     )
-    .await
-    .unwrap();
-    let stake = U256::from(DeployConfig::default().min_stake);
-    client.register_sequencer(stake).await.unwrap();
+    .await;
     let p = client.provider().clone();
     let rpc = |method, params| common::anvil_rpc(&p, method, params);
     rpc("evm_setAutomine", serde_json::json!([false])).await;
@@ -180,20 +173,7 @@ async fn a_transaction_priced_out_by_the_base_fee_is_replaced_with_higher_fees()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transaction_whose_gas_rose_after_the_estimate_still_succeeds() {
     let net = common::devnet(&DeployConfig::default()).await;
-    let client = ChainClient::connect(
-        &net.anvil.endpoint(),
-        net.keys[1].clone(),
-        net.deployment.rollup,
-        ClientConfig {
-            poll_interval: Duration::from_millis(50),
-            confirm_timeout: Duration::from_secs(30),
-            ..ClientConfig::default()
-        },
-    )
-    .await
-    .unwrap();
-    let stake = U256::from(DeployConfig::default().min_stake);
-    client.register_sequencer(stake).await.unwrap();
+    let (client, stake) = registered(&net, ClientConfig::default()).await;
     let p = client.provider().clone();
     let rpc = |method, params| common::anvil_rpc(&p, method, params);
 
@@ -280,7 +260,12 @@ async fn a_send_refused_for_its_fees_is_retried_until_the_base_fee_falls() {
     let net = common::devnet(&DeployConfig::default()).await;
     let endpoint = net.anvil.endpoint();
     let connect = |config: ClientConfig| {
-        ChainClient::connect(&endpoint, net.keys[1].clone(), net.deployment.rollup, config)
+        ChainClient::connect(
+            &endpoint,
+            net.keys[1].clone(),
+            net.deployment.rollup,
+            config,
+        )
     };
     let plain = connect(ClientConfig::default()).await.unwrap();
     let stake = U256::from(DeployConfig::default().min_stake);
@@ -324,4 +309,24 @@ async fn a_send_refused_for_its_fees_is_retried_until_the_base_fee_falls() {
         .await
         .unwrap();
     assert_eq!(standing.stake, stake + U256::from(1));
+}
+
+/// Key 1's client (`config`, polling every 50 ms, 30 s to confirm), registered as a
+/// sequencer with the minimum stake, and that stake.
+async fn registered(net: &common::Devnet, config: ClientConfig) -> (ChainClient, U256) {
+    let client = ChainClient::connect(
+        &net.anvil.endpoint(),
+        net.keys[1].clone(),
+        net.deployment.rollup,
+        ClientConfig {
+            poll_interval: Duration::from_millis(50),
+            confirm_timeout: Duration::from_secs(30),
+            ..config
+        },
+    )
+    .await
+    .unwrap();
+    let stake = U256::from(DeployConfig::default().min_stake);
+    client.register_sequencer(stake).await.unwrap();
+    (client, stake)
 }
