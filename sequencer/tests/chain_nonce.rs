@@ -7,6 +7,7 @@
 
 mod common;
 
+use alloy::consensus::Transaction as _;
 use alloy::primitives::{B256, U256, keccak256};
 use alloy::providers::Provider;
 use alloy::rpc::types::Filter;
@@ -115,6 +116,7 @@ async fn a_transaction_priced_out_by_the_base_fee_is_replaced_with_higher_fees()
         &net,
         ClientConfig {
             bump_after: Duration::from_millis(300),
+            confirm_timeout: Duration::from_secs(30),
             ..ClientConfig::default()
         },
     )
@@ -173,7 +175,14 @@ async fn a_transaction_priced_out_by_the_base_fee_is_replaced_with_higher_fees()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transaction_whose_gas_rose_after_the_estimate_still_succeeds() {
     let net = common::devnet(&DeployConfig::default()).await;
-    let (client, stake) = registered(&net, ClientConfig::default()).await;
+    let (client, stake) = registered(
+        &net,
+        ClientConfig {
+            confirm_timeout: Duration::from_secs(30),
+            ..ClientConfig::default()
+        },
+    )
+    .await;
     let p = client.provider().clone();
     let rpc = |method, params| common::anvil_rpc(&p, method, params);
 
@@ -311,7 +320,7 @@ async fn a_send_refused_for_its_fees_is_retried_until_the_base_fee_falls() {
     assert_eq!(standing.stake, stake + U256::from(1));
 }
 
-/// Key 1's client (`config`, polling every 50 ms, 30 s to confirm), registered as a
+/// Key 1's client (`config`, polling every 50 ms), registered as a
 /// sequencer with the minimum stake, and that stake.
 async fn registered(net: &common::Devnet, config: ClientConfig) -> (ChainClient, U256) {
     let client = ChainClient::connect(
@@ -320,7 +329,6 @@ async fn registered(net: &common::Devnet, config: ClientConfig) -> (ChainClient,
         net.deployment.rollup,
         ClientConfig {
             poll_interval: Duration::from_millis(50),
-            confirm_timeout: Duration::from_secs(30),
             ..config
         },
     )
@@ -329,4 +337,66 @@ async fn registered(net: &common::Devnet, config: ClientConfig) -> (ChainClient,
     let stake = U256::from(DeployConfig::default().min_stake);
     client.register_sequencer(stake).await.unwrap();
     (client, stake)
+}
+
+/// A transaction `transact` gave up waiting for (`NotConfirmed`) does not hold the key up:
+/// the next transaction takes its nonce with higher fees and replaces it, instead of
+/// queueing behind it (where both would be mined once it was, or neither ever).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_next_transaction_replaces_one_given_up_on() {
+    let net = common::devnet(&DeployConfig::default()).await;
+    let (client, stake) = registered(
+        &net,
+        ClientConfig {
+            confirm_timeout: Duration::from_millis(300),
+            bump_after: Duration::from_secs(60),
+            ..ClientConfig::default()
+        },
+    )
+    .await;
+    let p = client.provider().clone();
+    let rpc = |method, params| common::anvil_rpc(&p, method, params);
+    rpc("evm_setAutomine", serde_json::json!([false])).await;
+    let given_up = client.add_stake(U256::from(1)).await.unwrap_err();
+    let sequencer::chain::ChainError::NotConfirmed { tx: first, .. } = given_up else {
+        panic!("expected NotConfirmed, got {given_up}");
+    };
+    let nonce = p
+        .get_transaction_by_hash(first)
+        .await
+        .unwrap()
+        .expect("the first transaction is in the pool")
+        .nonce();
+
+    let task = {
+        let c = client.clone();
+        tokio::spawn(async move { c.add_stake(U256::from(2)).await })
+    };
+    // The replacement takes the pool's place of the first one.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let pooled = pooled_tx(&p).await;
+        if pooled["hash"].as_str().unwrap().parse::<B256>().unwrap() != first {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first transaction was never replaced"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    rpc("evm_mine", serde_json::json!([])).await;
+    let receipt = task.await.unwrap().unwrap();
+    assert!(receipt.status());
+    let mined = p
+        .get_transaction_by_hash(receipt.transaction_hash)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(mined.nonce(), nonce);
+    assert!(p.get_transaction_receipt(first).await.unwrap().is_none());
+    let standing = sequencer::node::standing(&client, client.account())
+        .await
+        .unwrap();
+    assert_eq!(standing.stake, stake + U256::from(2));
 }

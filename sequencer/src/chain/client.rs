@@ -19,7 +19,9 @@
 //! and the nonce counts as used only once the node accepted the transaction (a send
 //! refused at gas estimation burns nothing). The batch poster signs transactions it sends
 //! later; it reserves its nonce through [`ChainClient::with_next_nonce`], under the same
-//! lock, so posting and game moves never race for a nonce.
+//! lock, so posting and game moves never race for a nonce. A transaction `transact` gave
+//! up on (`NotConfirmed`, still in the pool) would hold every later nonce up: the next
+//! `transact` takes its nonce instead, with fees that outbid it, and replaces it.
 
 use super::batch_data::BatchData;
 use super::bindings::{DisputeGame, InferenceRollup, ModelRegistry, OneStepVerifier};
@@ -148,6 +150,10 @@ pub struct ChainClient {
     config: ClientConfig,
     /// The next nonce this client handed out, if any (shared by clones).
     nonce: Arc<tokio::sync::Mutex<Option<u64>>>,
+    /// The nonce and fees of the last transaction [`ChainClient::transact`] gave up waiting
+    /// for, still unmined when last seen: the next transaction replaces it rather than
+    /// queueing behind it (shared by clones).
+    stuck: Arc<std::sync::Mutex<Option<(u64, Fees)>>>,
 }
 
 /// Renders revert data with every contract's custom errors.
@@ -276,6 +282,7 @@ impl ChainClient {
             },
             config,
             nonce: Arc::new(tokio::sync::Mutex::new(None)),
+            stuck: Arc::default(),
         };
         let r = InferenceRollup::new(rollup, client.provider.clone());
         let games = client
@@ -503,7 +510,7 @@ impl ChainClient {
             .retry(op, || async {
                 // Priced at every attempt: a send refused for its fees (a base fee above the
                 // ceiling) is tried again at the new estimate.
-                let fees = self.fee_estimate().await?.capped(self.config.fee_ceiling);
+                let estimate = self.fee_estimate().await?;
                 // Estimated right before the send, so against the latest state.
                 let gas = self
                     .provider
@@ -511,15 +518,32 @@ impl ChainClient {
                     .await
                     .map_err(|e| classify(op, &e))?;
                 let tx = tx.clone().with_gas_limit(with_gas_margin(gas));
-                self.with_next_nonce(|nonce| async move {
-                    let pending = self
-                        .provider
-                        .send_transaction(with_fees(tx.clone(), fees).with_nonce(nonce))
-                        .await
-                        .map_err(|e| classify(op, &e))?;
-                    Ok((*pending.tx_hash(), nonce, tx, fees))
-                })
-                .await
+                let send = |nonce: u64, fees: Fees| {
+                    let tx = tx.clone();
+                    async move {
+                        let pending = self
+                            .provider
+                            .send_transaction(with_fees(tx.clone(), fees).with_nonce(nonce))
+                            .await
+                            .map_err(|e| classify(op, &e))?;
+                        Ok((*pending.tx_hash(), nonce, tx, fees))
+                    }
+                };
+                match self.stuck_to_replace(estimate).await? {
+                    Some((nonce, fees)) => {
+                        let sent = self.with_nonce(nonce, |n| send(n, fees)).await?;
+                        tracing::warn!(target: "chain", op, nonce, tx = %sent.0, "replaces a transaction given up on earlier");
+                        let mut stuck = self.stuck.lock().unwrap_or_else(|e| e.into_inner());
+                        if stuck.is_some_and(|(n, _)| n == nonce) {
+                            *stuck = None;
+                        }
+                        Ok(sent)
+                    }
+                    None => {
+                        let fees = estimate.capped(self.config.fee_ceiling);
+                        self.with_next_nonce(|n| send(n, fees)).await
+                    }
+                }
             })
             .await?;
         let receipt = self.wait_bumping(op, &tx, nonce, fees, hash).await?;
@@ -555,6 +579,50 @@ impl ChainClient {
         let out = send(nonce).await?;
         *next = Some(nonce + 1);
         Ok(out)
+    }
+
+    /// Runs `send` with `nonce` (one in use already: a replacement), holding the key's
+    /// nonce lock; later nonces handed out stay above it.
+    async fn with_nonce<T, F, Fut>(&self, nonce: u64, send: F) -> Result<T>
+    where
+        F: FnOnce(u64) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let mut next = self.nonce.lock().await;
+        let out = send(nonce).await?;
+        *next = Some(next.map_or(nonce + 1, |n| n.max(nonce + 1)));
+        Ok(out)
+    }
+
+    /// The nonce of a transaction [`ChainClient::transact`] gave up waiting for, if it is
+    /// still unmined, with fees that may replace it (at least 1/8 above its own and at
+    /// least `estimate`, within the ceiling). `None` if there is none, it was mined, or the
+    /// ceiling leaves no room to outbid it (then the new transaction queues behind it).
+    async fn stuck_to_replace(&self, estimate: Fees) -> Result<Option<(u64, Fees)>> {
+        let Some((nonce, fees)) = *self.stuck.lock().unwrap_or_else(|e| e.into_inner()) else {
+            return Ok(None);
+        };
+        let mined = self
+            .retry("nonce", || async {
+                self.provider
+                    .get_transaction_count(self.account)
+                    .latest()
+                    .await
+                    .map_err(|e| classify("nonce", &e))
+            })
+            .await?;
+        if mined > nonce {
+            let mut stuck = self.stuck.lock().unwrap_or_else(|e| e.into_inner());
+            if stuck.is_some_and(|(n, _)| n == nonce) {
+                *stuck = None;
+            }
+            return Ok(None);
+        }
+        let bumped = fees.bumped(estimate, self.config.fee_ceiling);
+        if bumped.is_none() {
+            tracing::warn!(target: "chain", nonce, "an unmined transaction blocks this key and the fee ceiling leaves no room to replace it");
+        }
+        Ok(bumped.map(|f| (nonce, f)))
     }
 
     /// Notes that `nonce` is taken (by a transaction signed earlier and stored, not
@@ -630,6 +698,9 @@ impl ChainClient {
                 }
             }
             if start.elapsed() > self.config.confirm_timeout {
+                // Still unmined (or mined, not yet deep enough: then the next transaction
+                // finds it mined and leaves it alone).
+                *self.stuck.lock().unwrap_or_else(|e| e.into_inner()) = Some((nonce, fees));
                 return Err(ChainError::NotConfirmed {
                     op,
                     tx: *hashes.last().unwrap_or(&first),
