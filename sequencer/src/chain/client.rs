@@ -916,7 +916,6 @@ pub fn u256_to_u64(v: U256, what: &'static str) -> Result<u64> {
 /// Keeps the `Ethereum` network type named for readers of the provider type.
 pub type Network = Ethereum;
 
-/// `tx` with `fees` as its EIP-1559 fees.
 /// The gas limit given to a transaction whose gas the node estimated at `estimate`: a
 /// fifth more, and at least [`MIN_GAS_MARGIN`] more, for state that changes between the
 /// estimate and the block (see the module documentation).
@@ -928,6 +927,7 @@ pub fn with_gas_margin(estimate: u64) -> u64 {
 /// non-zero at the estimate (17,100 gas more each).
 pub const MIN_GAS_MARGIN: u64 = 40_000;
 
+/// `tx` with `fees` as its EIP-1559 fees.
 fn with_fees(tx: TransactionRequest, fees: Fees) -> TransactionRequest {
     tx.with_max_fee_per_gas(fees.max_fee)
         .with_max_priority_fee_per_gas(fees.tip)
