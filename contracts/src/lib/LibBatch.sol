@@ -17,6 +17,10 @@ library LibBatch {
     /// @notice Bytes before an entry's input: requestId, modelId, inLen.
     uint256 internal constant ENTRY_HEAD = 68;
 
+    /// @dev {LibTensorType.MAX_ELEMENTS} (`2^64 - 1`) restated as a number: inline assembly reads
+    ///      only constants set to a number.
+    uint256 private constant MAX_ELEMENTS = 0xffffffffffffffff;
+
     /// @notice Checks every entry of `data_` and returns the claims root over them and their count
     ///         (root zero for empty data). Reverts with {BatchTruncated} where an entry runs past
     ///         the end, {BatchBadTensorType} or {BatchBadTensorData} where a tensor is malformed.
@@ -34,13 +38,10 @@ library LibBatch {
             end = at + data_.length;
             while (at < end) {
                 if (end - at < ENTRY_HEAD) revert BatchTruncated(count_);
-                bytes32 requestId;
-                bytes32 modelId;
+                uint256 entry = at;
                 uint256 length;
                 assembly ("memory-safe") {
-                    requestId := calldataload(at)
-                    modelId := calldataload(add(at, 0x20))
-                    length := shr(224, calldataload(add(at, 0x40)))
+                    length := shr(224, calldataload(add(entry, 0x40)))
                 }
                 at += ENTRY_HEAD;
                 if (end - at < length + 4) revert BatchTruncated(count_);
@@ -53,7 +54,7 @@ library LibBatch {
                 if (end - at < length) revert BatchTruncated(count_);
                 bytes32 outputHash = _tensorHash(at, length, tensor, count_, true);
                 at += length;
-                LibMerkle.streamPush(claims, count_, _claimLeafHash(requestId, modelId, inputHash, outputHash));
+                _pushClaim(claims, count_, entry, inputHash, outputHash);
                 ++count_;
             }
         }
@@ -62,39 +63,92 @@ library LibBatch {
 
     /// @dev The tensor hash of the `length_` calldata bytes at `offset_` (`type || data`) of
     ///      entry `entry_`, checking the type and that the data is exactly `numel * size` bytes.
+    ///      The type is read as {LibTensorType.parseAt} reads it (inlined here: this runs twice per
+    ///      claim); data of one leaf (at most 32 bytes) is hashed here, longer data by
+    ///      {LibMerkle.dataRootAt} through `stack_`.
     function _tensorHash(uint256 offset_, uint256 length_, uint256 stack_, uint256 entry_, bool output_)
         private
         pure
         returns (bytes32 hash_)
     {
-        (uint256 typeLength, uint256 size, uint256 numel, bool ok) = LibTensorType.parseAt(offset_, length_);
+        uint256 typeLength;
+        uint256 expected;
+        bool ok;
+        // Reads calldata only (a word past the tensor's end reads as whatever follows: only the
+        // bytes inside the tensor are used). `typeLength >= 2`, so `typeLength <= length_` also
+        // rules out a tensor of fewer than 2 bytes. `numel <= MAX_ELEMENTS < 2^64` before each
+        // product and a dim is below 2^32: no product reaches 2^96; `expected = numel * size`
+        // with `size <= 4`.
+        assembly ("memory-safe") {
+            let head := calldataload(offset_)
+            let dtype := sub(byte(0, head), 1)
+            typeLength := add(2, shl(2, byte(1, head)))
+            // `dtype` is the code less one: i8 = 0, i16 = 1, i32 = 2, elements of `1 << dtype` bytes
+            // (code 0 wraps and fails).
+            ok := and(lt(dtype, 3), iszero(gt(typeLength, length_)))
+            if ok {
+                let numel := 1
+                let typeEnd := add(offset_, typeLength)
+                for { let at := add(offset_, 2) } lt(at, typeEnd) { at := add(at, 4) } {
+                    numel := mul(numel, shr(224, calldataload(at)))
+                    if gt(numel, MAX_ELEMENTS) {
+                        ok := 0
+                        break
+                    }
+                }
+                expected := shl(dtype, numel)
+            }
+        }
         if (!ok) revert BatchBadTensorType(entry_, output_);
-        // `typeLength <= length_` once `ok`; `numel < 2^64` and `size <= 4`: no overflow.
+        // `typeLength <= length_` once `ok`.
         unchecked {
             uint256 dataLength = length_ - typeLength;
-            if (dataLength != numel * size) revert BatchBadTensorData(entry_, output_, numel * size, dataLength);
-            hash_ = LibTensorType.tensorHashAt(
-                offset_, typeLength, LibMerkle.dataRootAt(offset_ + typeLength, dataLength, stack_)
-            );
+            if (dataLength != expected) revert BatchBadTensorData(entry_, output_, expected, dataLength);
+            if (dataLength > 32) {
+                return LibTensorType.tensorHashAt(
+                    offset_, typeLength, LibMerkle.dataRootAt(offset_ + typeLength, dataLength, stack_)
+                );
+            }
+        }
+        // One leaf: the data's bytes, zero-padded (all zero for empty data), as {LibMerkle.dataRootAt}
+        // pads them; the tree of one leaf is its hash. Then `keccak256(type || dataRoot)` in
+        // temporary memory past the free memory pointer, not kept after this block.
+        assembly ("memory-safe") {
+            let dataLength := sub(length_, typeLength)
+            mstore(0x00, and(calldataload(add(offset_, typeLength)), not(shr(shl(3, dataLength), not(0)))))
+            let p := mload(0x40)
+            calldatacopy(p, offset_, typeLength)
+            mstore(add(p, typeLength), keccak256(0x00, 0x20))
+            hash_ := keccak256(p, add(typeLength, 0x20))
         }
     }
 
-    /// @dev `keccak256` of the claim leaf `keccak256(abi.encode(requestId_, modelId_, inputHash_,
-    ///      outputHash_))`: the leaf's node in the claims tree.
-    function _claimLeafHash(bytes32 requestId_, bytes32 modelId_, bytes32 inputHash_, bytes32 outputHash_)
+    /// @dev Pushes the claims-tree node of claim `index_` (requestId and modelId the first 64
+    ///      calldata bytes at `entry_`): `keccak256` of the claim leaf `keccak256(abi.encode(
+    ///      requestId, modelId, inputHash_, outputHash_))`, pushed as {LibMerkle.streamPush} does.
+    function _pushClaim(uint256 stack_, uint256 index_, uint256 entry_, bytes32 inputHash_, bytes32 outputHash_)
         private
         pure
-        returns (bytes32 hash_)
     {
-        // Temporary memory past the free memory pointer, not kept after this block.
+        // The leaf is encoded in temporary memory past the free memory pointer, not kept after
+        // this block. The push reads only words an earlier push wrote: a set bit `k` of `index_`
+        // means the left sibling subtree at level `k` completed (and was stored) before; `k < 64`
+        // (see {LibMerkle.STREAM_WORDS}).
         assembly ("memory-safe") {
             let p := mload(0x40)
-            mstore(p, requestId_)
-            mstore(add(p, 0x20), modelId_)
+            calldatacopy(p, entry_, 0x40)
             mstore(add(p, 0x40), inputHash_)
             mstore(add(p, 0x60), outputHash_)
             mstore(0x00, keccak256(p, 0x80))
-            hash_ := keccak256(0x00, 0x20)
+            let hash := keccak256(0x00, 0x20)
+            let slot := stack_
+            for {} and(index_, 1) { index_ := shr(1, index_) } {
+                mstore(0x00, mload(slot))
+                mstore(0x20, hash)
+                hash := keccak256(0x00, 0x40)
+                slot := add(slot, 0x20)
+            }
+            mstore(slot, hash)
         }
     }
 }
