@@ -204,6 +204,27 @@ contract InferenceRollupTest is Fixture {
         }
     }
 
+    /// @dev Data of 31, 32 and 33 bytes, all 0xff, followed by non-zero bytes (the next entry's
+    ///      requestId): a one-leaf tensor keeps exactly its own bytes, zero-padded.
+    function test_postBatch_leafBoundary_succeeds() public {
+        Entry[] memory es = new Entry[](3);
+        // i8 [32] in, i8 [31] out; i8 [1] in, i32 [8] out; i8 [33] in, i16 [15] out.
+        es[0] = Entry(keccak256("a"), modelId, hex"010100000020", _ff(32), hex"01010000001f", _ff(31));
+        es[1] = Entry(keccak256("b"), modelId, hex"010100000001", _ff(1), hex"030100000008", _ff(32));
+        es[2] = Entry(keccak256("c"), modelId, hex"010100000021", _ff(33), hex"02010000000f", _ff(30));
+        uint256 id = _postEntries(es);
+        (bytes32 root,, uint32 count,) = rollup.batches(id);
+        assertEq(count, 3, "count");
+        assertEq(root, BatchBuilder.root(es), "root");
+    }
+
+    function _ff(uint256 n_) internal pure returns (bytes memory b_) {
+        b_ = new bytes(n_);
+        for (uint256 i = 0; i < n_; ++i) {
+            b_[i] = 0xff;
+        }
+    }
+
     /// @dev The hole this check closes: a root holding a claim for an on-chain request whose
     ///      entry the data does not carry (here: the data of another claim).
     function test_postBatch_hiddenClaim_reverts() public {
