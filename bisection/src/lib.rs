@@ -22,18 +22,18 @@
 //!
 //! | program | ops `n` | `d` | degree | trace rounds | tensor rounds | moves |
 //! |---|---|---|---|---|---|---|
-//! | demo encoder | 44 | 4 | 2 | 6 | 2 | 20 |
-//! | demo encoder | 44 | 4 | 8 | 2 | 2 | 12 |
-//! | demo encoder | 44 | 4 | 64 | 1 | 2 | 10 |
+//! | demo encoder | 47 | 4 | 2 | 6 | 2 | 20 |
+//! | demo encoder | 47 | 4 | 8 | 2 | 2 | 12 |
+//! | demo encoder | 47 | 4 | 64 | 1 | 2 | 10 |
 //! | all-MiniLM-L6-v2, 128 tokens | 237 | 15 | 2 | 8 | 5 | 30 |
 //! | all-MiniLM-L6-v2, 128 tokens | 237 | 15 | 8 | 3 | 5 | 20 |
 //! | all-MiniLM-L6-v2, 128 tokens | 237 | 15 | 64 | 2 | 5 | 18 |
-//! | SmolLM2-135M, 16-token prompt, 8 new tokens | 18,779 | 13 | 2 | 15 | 5 | 44 |
-//! | SmolLM2-135M, 16-token prompt, 8 new tokens | 18,779 | 13 | 8 | 5 | 5 | 24 |
-//! | SmolLM2-135M, 16-token prompt, 8 new tokens | 18,779 | 13 | 64 | 3 | 5 | 20 |
-//! | SmolLM2-135M, 128-token prompt, 32 new tokens | 75,467 | 15 | 2 | 17 | 5 | 48 |
-//! | SmolLM2-135M, 128-token prompt, 32 new tokens | 75,467 | 15 | 8 | 6 | 5 | 26 |
-//! | SmolLM2-135M, 128-token prompt, 32 new tokens | 75,467 | 15 | 64 | 3 | 5 | 20 |
+//! | SmolLM2-135M, 16-token prompt, 8 new tokens | 19,019 | 13 | 2 | 15 | 5 | 44 |
+//! | SmolLM2-135M, 16-token prompt, 8 new tokens | 19,019 | 13 | 8 | 5 | 5 | 24 |
+//! | SmolLM2-135M, 16-token prompt, 8 new tokens | 19,019 | 13 | 64 | 3 | 5 | 20 |
+//! | SmolLM2-135M, 128-token prompt, 32 new tokens | 76,427 | 15 | 2 | 17 | 5 | 48 |
+//! | SmolLM2-135M, 128-token prompt, 32 new tokens | 76,427 | 15 | 8 | 6 | 5 | 26 |
+//! | SmolLM2-135M, 128-token prompt, 32 new tokens | 76,427 | 15 | 64 | 3 | 5 | 20 |
 //!
 //! A SmolLM2 trace covers every decode step, so its length grows with the tokens generated,
 //! but only logarithmically in the game. Pinned by `tests/random_programs.rs`,

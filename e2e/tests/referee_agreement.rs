@@ -11,7 +11,7 @@
 //!   same sequence of moves, the same phases, the same outcome (winner, reason), and the
 //!   referee's payouts must be the credits and burn the contract booked.
 //!
-//! Games: the demo model (44 ops, every op kind) with a lying defender at every op (leaf 0,
+//! Games: the demo model (47 ops, every op kind) with a lying defender at every op (leaf 0,
 //! a consistent lie; the last leaf, a lie about one slot) against an honest challenger, a
 //! lying challenger against an honest defender at several ops, one timeout game per side,
 //! and in some games every move is first sent corrupted: the chain must revert with the
@@ -716,7 +716,7 @@ async fn referee_and_dispute_game_agree_move_by_move() {
                 .to_string()
         })
         .collect();
-    assert_eq!((n, kinds.len()), (44, 17), "the demo: 44 ops of 17 kinds");
+    assert_eq!((n, kinds.len()), (47, 19), "the demo: 47 ops of 19 kinds");
     let big = minilm(root);
 
     let anvil = Anvil::at(root.join("contracts/node_modules/.bin/anvil"))

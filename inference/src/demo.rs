@@ -260,6 +260,34 @@ pub fn model() -> Result<Model> {
         &[scores, exp, mask],
         DType::I8,
     )?;
+    // The same scores through the two halves of a softmax, causal this time (at 1/256 with
+    // zero point -127, so the hidden half of each row is not at the i8 floor), averaged with
+    // the probabilities above.
+    let e = b.push(
+        Op::SoftmaxExp { causal: true },
+        &[scores, exp, mask],
+        DType::I32,
+    )?;
+    let causal = b.push(
+        Op::SoftmaxNorm {
+            frac_bits: 8,
+            y_zero_point: -127,
+        },
+        &[e],
+        DType::I8,
+    )?;
+    let probs = b.push(
+        Op::Add {
+            a_zero_point: -128,
+            a_multiplier: 1,
+            b_zero_point: -127,
+            b_multiplier: 1,
+            shift: 1,
+            y_zero_point: -128,
+        },
+        &[probs, causal],
+        DType::I8,
+    )?;
     let (pm, ps) = mq(1.0 / 256.0);
     let ctx = b.push(
         Op::BatchMatmul {

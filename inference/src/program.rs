@@ -283,6 +283,14 @@ pub fn encode_op(node: &OpNode) -> Result<Vec<u8>> {
             u32p(&mut b, *frac_bits);
             i32p(&mut b, *y_zero_point);
         }
+        Op::SoftmaxExp { causal } => b.push(*causal as u8),
+        Op::SoftmaxNorm {
+            frac_bits,
+            y_zero_point,
+        } => {
+            u32p(&mut b, *frac_bits);
+            i32p(&mut b, *y_zero_point);
+        }
         Op::LayerNorm {
             epsilon,
             shift,

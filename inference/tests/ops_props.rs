@@ -170,6 +170,19 @@ proptest! {
             inputs.push(mask);
         }
         agree(&op, &inputs, out)?;
+        // The two halves: each against the reference, and together the same bits.
+        let Op::Softmax { causal, frac_bits, y_zero_point } = op else { unreachable!() };
+        let exp = Op::SoftmaxExp { causal };
+        agree(&exp, &inputs, DType::I32)?;
+        let refs: Vec<&Tensor> = inputs.iter().collect();
+        let e = reference::execute(&exp, &refs, &TensorType::new(DType::I32, vec![l, m, n])).unwrap();
+        let norm = Op::SoftmaxNorm { frac_bits, y_zero_point };
+        let whole = reference::execute(&op, &refs, &TensorType::new(out, vec![l, m, n])).unwrap();
+        let split = reference::execute(&norm, &[&e], &TensorType::new(out, vec![l, m, n])).unwrap();
+        prop_assert_eq!(whole, split);
+        // softmax_norm on any i32 rows: negative entries read as 0, zero sums.
+        let es = make(DType::I32, &[l, m, n], (0..l * m * n).map(|_| if g.chance(15) { g.range(i32::MIN as i64, -1) } else if g.chance(20) { 0 } else { g.range(0, i32::MAX as i64) }).collect());
+        agree(&norm, &[es], out)?;
     }
 
     #[test]
@@ -351,6 +364,15 @@ fn bad_operands_are_errors_not_panics() {
             y_zero_point: 0,
         },
         Op::Argmax,
+        Op::SoftmaxExp { causal: true },
+        Op::SoftmaxNorm {
+            frac_bits: 31,
+            y_zero_point: 0,
+        },
+        Op::SoftmaxNorm {
+            frac_bits: 4,
+            y_zero_point: 0,
+        },
     ];
     let mut values = 0;
     for _ in 0..4000 {

@@ -272,6 +272,38 @@ fn softmax() {
             inputs.push(mask);
         }
         agree(&op, &inputs, out, d, t);
+        // Its two halves on the same operands, and the division on any i32 rows.
+        let Op::Softmax {
+            causal,
+            frac_bits,
+            y_zero_point,
+        } = op
+        else {
+            unreachable!()
+        };
+        agree(&Op::SoftmaxExp { causal }, &inputs, DType::I32, d, t);
+        let shape = inputs[0].shape().to_vec();
+        let numel = shape.iter().product::<usize>();
+        let e = make(
+            DType::I32,
+            &shape,
+            (0..numel)
+                .map(|_| {
+                    if g.chance(20) {
+                        0
+                    } else if g.chance(10) {
+                        g.range(i32::MIN as i64, -1)
+                    } else {
+                        g.range(0, i32::MAX as i64)
+                    }
+                })
+                .collect(),
+        );
+        let norm = Op::SoftmaxNorm {
+            frac_bits,
+            y_zero_point,
+        };
+        agree(&norm, &[e], out, d, t);
     });
 }
 

@@ -230,7 +230,7 @@ fn golden_commitments() {
 const GOLDEN: [(&str, &str); 6] = [
     (
         "program_hash",
-        "0x344ee9e912ee35ba7d0917b6db8092683bde370e1cec949e474b2f94692b4cd5",
+        "0x75c422af5537611ee10e9b24264b7c942d73c55eda87edb56981cdc50fe2cdd2",
     ),
     (
         "weights_root",
@@ -238,7 +238,7 @@ const GOLDEN: [(&str, &str); 6] = [
     ),
     (
         "model_id",
-        "0xe6828227bda3405bd9971974f2dcf780d9643c7f65dd38ef1d018891f8a6a0c8",
+        "0xd02e8d33be3d81264be174d7fbce4dd36c057f6cdd52e8d9124c2b1a6aa34677",
     ),
     (
         "s_0",
@@ -246,10 +246,10 @@ const GOLDEN: [(&str, &str); 6] = [
     ),
     (
         "s_n",
-        "0xefdef4538d0dad9991a84d2ba16b026adce3f51021fab86608c5f065607eed89",
+        "0x5c3673407d95eab3ea72ab460cc08a0466d84422463520737c0fd00c311f61e9",
     ),
     (
         "output",
-        "0xf0a33d63e37820196de9f3de278ddad0456c5d587f1b3307596afdba54dec9d1",
+        "0x4c5b2ffeec48e32ba1e68ef82b9548ab400a0b142128f4fd3fd509984b7dc739",
     ),
 ];

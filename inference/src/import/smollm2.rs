@@ -37,7 +37,8 @@
 //!   split in the cache; `Q x K^T` and `P x V` are four `i8` products each, exact in `i32`;
 //! - scores `i16` at least 1/1024 fine; softmax through a 16384-entry exp table to `i16`
 //!   probabilities with 14 fraction bits (so the small probabilities next to an attention
-//!   sink are not rounded away);
+//!   sink are not rounded away), as its two halves `softmax_exp` (the table entries, `i32`)
+//!   and `softmax_norm` (the division), so that no one-step reads more than one table entry;
 //! - SiLU as `gate * sigmoid(gate)`: gate `i16`, the sigmoid from a 256-entry table on an
 //!   `i8` copy of the gate (within `[-12, 12]`; the sigmoid's slope is at most 1/4) with
 //!   `i16` entries, their product `i16`; up `i16`;
@@ -1032,13 +1033,20 @@ impl Prog<'_> {
             };
         }
         let scores = self.wide_matmul(q, k, true, bl.scores, DType::I16)?;
+        // The softmax in its two halves (the same bits as one `softmax`): a one-step of
+        // `softmax` over a 512-key cache reads up to 512 scattered table entries (1.9 M to
+        // 3.0 M gas); each half reads one row and at most one entry.
+        let e = self.b.push(
+            Op::SoftmaxExp { causal: true },
+            &[scores, wt(bl.exp), mask],
+            DType::I32,
+        )?;
         let probs = self.b.push(
-            Op::Softmax {
-                causal: true,
+            Op::SoftmaxNorm {
                 frac_bits: PROB_BITS,
                 y_zero_point: 0,
             },
-            &[scores, wt(bl.exp), mask],
+            &[e],
             DType::I16,
         )?;
         let probs = self.split(probs)?;

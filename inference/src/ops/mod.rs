@@ -28,7 +28,7 @@ pub use norm::{layer_norm, rms_norm};
 pub use pointwise::{add, lut, mul, requantize};
 pub use reduce::{argmax, mean_pool};
 pub use rope::rope;
-pub use softmax::softmax;
+pub use softmax::{softmax, softmax_exp, softmax_norm};
 
 /// Which element of a pair RoPE rotates together.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -191,6 +191,23 @@ pub enum Op {
     },
     /// Index of the first maximum over the last axis, as `i32`.
     Argmax,
+    /// The first half of a split softmax: each kept column's exp-table entry at its
+    /// distance below the row maximum (`e[c]` of [`Op::Softmax`]), `0` for a dropped column,
+    /// as `i32`. Operands as [`Op::Softmax`]: `x: i8|i16 [.., M, N]`, `exp_table: i32 [T]`,
+    /// optionally `mask: [G, N]`.
+    SoftmaxExp {
+        /// Whether row `r` of the last two axes sees only columns `c <= r + N - M`.
+        causal: bool,
+    },
+    /// The second half of a split softmax: each row of `e: i32 [.., N]` (a negative entry
+    /// reads as 0) divided by its sum in `frac_bits` fraction bits, as [`Op::Softmax`]
+    /// divides. `softmax_norm(softmax_exp(x))` is `softmax(x)`, bit for bit.
+    SoftmaxNorm {
+        /// Fraction bits of the output probabilities.
+        frac_bits: u32,
+        /// Zero point of the output.
+        y_zero_point: i32,
+    },
 }
 
 /// The kind of an op, without parameters. The discriminant is its code in program hashes.
@@ -214,11 +231,13 @@ pub enum OpKind {
     Slice = 15,
     MeanPool = 16,
     Argmax = 17,
+    SoftmaxExp = 18,
+    SoftmaxNorm = 19,
 }
 
 impl OpKind {
     /// Every kind, in code order.
-    pub const ALL: [OpKind; 17] = [
+    pub const ALL: [OpKind; 19] = [
         Self::FullyConnected,
         Self::BatchMatmul,
         Self::Add,
@@ -236,6 +255,8 @@ impl OpKind {
         Self::Slice,
         Self::MeanPool,
         Self::Argmax,
+        Self::SoftmaxExp,
+        Self::SoftmaxNorm,
     ];
 
     /// The code bound into program hashes.
@@ -263,6 +284,8 @@ impl OpKind {
             Self::Slice => "slice",
             Self::MeanPool => "mean_pool",
             Self::Argmax => "argmax",
+            Self::SoftmaxExp => "softmax_exp",
+            Self::SoftmaxNorm => "softmax_norm",
         }
     }
 }
@@ -296,6 +319,8 @@ impl Op {
             Self::Slice { .. } => OpKind::Slice,
             Self::MeanPool { .. } => OpKind::MeanPool,
             Self::Argmax => OpKind::Argmax,
+            Self::SoftmaxExp { .. } => OpKind::SoftmaxExp,
+            Self::SoftmaxNorm { .. } => OpKind::SoftmaxNorm,
         }
     }
 
@@ -464,32 +489,34 @@ impl Op {
                 y_zero_point,
             } => {
                 arity(2, 3)?;
-                let (x, table) = (inputs[0], inputs[1]);
-                want_dtype(kind, "x", x, &[DType::I8, DType::I16])?;
-                want_rank_at_least(kind, "x", x, 1)?;
-                want_dtype(kind, "exp_table", table, &[DType::I32])?;
-                want_rank(kind, "exp_table", table, 1)?;
-                if table.shape[0] == 0 {
-                    return Err(Error::Shape(format!("{kind}: exp_table must not be empty")));
-                }
-                if let Some(mask) = inputs.get(2) {
-                    want_dtype(kind, "mask", mask, INT_TYPES)?;
-                    want_rank(kind, "mask", mask, 2)?;
-                    let n = x.shape[x.shape.len() - 1];
-                    let l: usize = x.shape[..x.shape.len().saturating_sub(2)].iter().product();
-                    let g = mask.shape[0];
-                    if mask.shape[1] != n || g == 0 || !l.is_multiple_of(g) {
-                        return Err(Error::Shape(format!(
-                            "{kind}: mask {mask} must be [G, {n}] with G dividing {l}, the product of x's leading axes"
-                        )));
-                    }
-                }
+                softmax_operands(kind, inputs)?;
                 if *frac_bits > 30 {
                     return Err(Error::Param(format!("{kind}: frac_bits {frac_bits} > 30")));
                 }
                 let dt = out(INT_TYPES)?;
                 zero_point(kind, "y_zero_point", *y_zero_point, dt)?;
-                Ok(TensorType::new(dt, x.shape.clone()))
+                Ok(TensorType::new(dt, inputs[0].shape.clone()))
+            }
+            Self::SoftmaxExp { causal: _ } => {
+                arity(2, 3)?;
+                softmax_operands(kind, inputs)?;
+                let dt = out(&[DType::I32])?;
+                Ok(TensorType::new(dt, inputs[0].shape.clone()))
+            }
+            Self::SoftmaxNorm {
+                frac_bits,
+                y_zero_point,
+            } => {
+                arity(1, 1)?;
+                let e = inputs[0];
+                want_dtype(kind, "e", e, &[DType::I32])?;
+                want_rank_at_least(kind, "e", e, 1)?;
+                if *frac_bits > 30 {
+                    return Err(Error::Param(format!("{kind}: frac_bits {frac_bits} > 30")));
+                }
+                let dt = out(INT_TYPES)?;
+                zero_point(kind, "y_zero_point", *y_zero_point, dt)?;
+                Ok(TensorType::new(dt, e.shape.clone()))
             }
             Self::LayerNorm {
                 shift,
@@ -881,8 +908,41 @@ impl Op {
                 dt,
             ),
             Self::Argmax => argmax(inputs[0]),
+            Self::SoftmaxExp { causal } => {
+                softmax_exp(inputs[0], inputs[1], inputs.get(2).copied(), *causal)
+            }
+            Self::SoftmaxNorm {
+                frac_bits,
+                y_zero_point,
+            } => softmax_norm(inputs[0], *frac_bits, *y_zero_point, dt),
         }
     }
+}
+
+/// The operands of `softmax` and `softmax_exp`: `x: i8|i16 [.., M, N]`, `exp_table: i32 [T]`
+/// (`T >= 1`), optionally `mask: [G, N]` with `G` dividing the product of `x`'s leading axes.
+fn softmax_operands(kind: OpKind, inputs: &[&TensorType]) -> Result<()> {
+    let (x, table) = (inputs[0], inputs[1]);
+    want_dtype(kind, "x", x, &[DType::I8, DType::I16])?;
+    want_rank_at_least(kind, "x", x, 1)?;
+    want_dtype(kind, "exp_table", table, &[DType::I32])?;
+    want_rank(kind, "exp_table", table, 1)?;
+    if table.shape[0] == 0 {
+        return Err(Error::Shape(format!("{kind}: exp_table must not be empty")));
+    }
+    if let Some(mask) = inputs.get(2) {
+        want_dtype(kind, "mask", mask, INT_TYPES)?;
+        want_rank(kind, "mask", mask, 2)?;
+        let n = x.shape[x.shape.len() - 1];
+        let l: usize = x.shape[..x.shape.len().saturating_sub(2)].iter().product();
+        let g = mask.shape[0];
+        if mask.shape[1] != n || g == 0 || !l.is_multiple_of(g) {
+            return Err(Error::Shape(format!(
+                "{kind}: mask {mask} must be [G, {n}] with G dividing {l}, the product of x's leading axes"
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn names(dtypes: &[DType]) -> String {

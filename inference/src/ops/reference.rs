@@ -84,6 +84,53 @@ fn at(t: &View<'_>, idx: &[usize]) -> i128 {
     t.get(flat) as i128
 }
 
+/// Row `row` of a softmax's `x` (`docs/ops.md` 7) as its one-step reads it: the whole row
+/// of `x`, the whole mask row, and then only the table entries of kept columns.
+struct SoftmaxRow<'a> {
+    table: &'a View<'a>,
+    /// `x[c]` where column `c` is kept, `None` where it is dropped.
+    kept: Vec<Option<i128>>,
+    /// The maximum over the kept columns (`i128::MIN` if none is kept).
+    max: i128,
+}
+
+impl<'a> SoftmaxRow<'a> {
+    fn read(
+        x: &View<'_>,
+        table: &'a View<'a>,
+        mask: Option<&View<'_>>,
+        causal: bool,
+        row: usize,
+    ) -> Self {
+        let shape = x.shape();
+        let rk = shape.len();
+        let n = shape[rk - 1];
+        let m = if rk >= 2 { shape[rk - 2] } else { 1 };
+        let r = row % m;
+        let groups = mask.map(|mk| {
+            let g = (row / m) / (shape[..rk.saturating_sub(2)].iter().product::<usize>() / mk.shape()[0]);
+            (mk, g)
+        });
+        let kept: Vec<Option<i128>> = (0..n)
+            .map(|c| {
+                let v = x.get(row * n + c) as i128;
+                let masked_in = groups.is_none_or(|(mk, g)| at(mk, &[g, c]) != 0);
+                (masked_in && (!causal || c + m <= r + n)).then_some(v)
+            })
+            .collect();
+        let max = kept.iter().flatten().copied().max().unwrap_or(i128::MIN);
+        Self { table, kept, max }
+    }
+
+    /// `e[c]`: 0 for a dropped column, else the entry at `min(max - x[c], T - 1)`, a
+    /// negative entry read as 0.
+    fn e(&self, c: usize) -> i128 {
+        let Some(v) = self.kept[c] else { return 0 };
+        let d = (self.max - v) as usize;
+        (self.table.get(d.min(self.table.numel() - 1)) as i128).max(0)
+    }
+}
+
 /// Wraps to a signed 32-bit value (two's complement).
 fn wrap32(v: i128) -> i128 {
     v as i32 as i128
@@ -229,42 +276,37 @@ fn element_of(op: &Op, inputs: &[&View<'_>], out: &TensorType, index: usize) -> 
             frac_bits,
             y_zero_point,
         } => {
-            let (x, table) = (inputs[0], inputs[1]);
-            let shape = x.shape();
-            let rk = shape.len();
-            let n = shape[rk - 1];
-            let m = if rk >= 2 { shape[rk - 2] } else { 1 };
-            let row = index / n;
-            let (r, j) = (row % m, index % n);
-            let keep = |c: usize| -> bool {
-                let masked_in = inputs.get(2).is_none_or(|mk| {
-                    let g = (row / m)
-                        / (shape[..rk.saturating_sub(2)].iter().product::<usize>() / mk.shape()[0]);
-                    at(mk, &[g, c]) != 0
-                });
-                masked_in && (!causal || c + m <= r + n)
-            };
-            let xs: Vec<i128> = (0..n).map(|c| x.get(row * n + c) as i128).collect();
-            let kept: Vec<usize> = (0..n).filter(|&c| keep(c)).collect();
-            if kept.is_empty() {
+            let n = *inputs[0].shape().last().unwrap();
+            let row = SoftmaxRow::read(inputs[0], inputs[1], inputs.get(2).copied(), *causal, index / n);
+            let e = |c: usize| row.e(c);
+            let sum: i128 = (0..n).map(e).sum();
+            if sum == 0 {
+                // Also when no column is kept: every e[c] is 0.
                 sat(*y_zero_point as i128)
             } else {
-                let max = kept.iter().map(|&c| xs[c]).max().unwrap();
-                let e = |c: usize| -> i128 {
-                    if !keep(c) {
-                        return 0;
-                    }
-                    let d = (max - xs[c]) as usize;
-                    // Only the entries a kept column uses are read; a negative one reads as 0.
-                    (table.get(d.min(table.numel() - 1)) as i128).max(0)
-                };
-                let sum: i128 = (0..n).map(e).sum();
-                if sum == 0 {
-                    sat(*y_zero_point as i128)
-                } else {
-                    // floor((e * 2^q + floor(sum / 2)) / sum) of non-negative values.
-                    sat(*y_zero_point as i128 + ((e(j) << frac_bits) + sum / 2) / sum)
-                }
+                // floor((e * 2^q + floor(sum / 2)) / sum) of non-negative values.
+                sat(*y_zero_point as i128 + ((e(index % n) << frac_bits) + sum / 2) / sum)
+            }
+        }
+        Op::SoftmaxExp { causal } => {
+            let n = *inputs[0].shape().last().unwrap();
+            SoftmaxRow::read(inputs[0], inputs[1], inputs.get(2).copied(), *causal, index / n)
+                .e(index % n)
+        }
+        Op::SoftmaxNorm {
+            frac_bits,
+            y_zero_point,
+        } => {
+            let e = inputs[0];
+            let n = *e.shape().last().unwrap();
+            let row = index / n;
+            // A negative entry reads as 0.
+            let at = |c: usize| (e.get(row * n + c) as i128).max(0);
+            let sum: i128 = (0..n).map(at).sum();
+            if sum == 0 {
+                sat(*y_zero_point as i128)
+            } else {
+                sat(*y_zero_point as i128 + ((at(index % n) << frac_bits) + sum / 2) / sum)
             }
         }
         Op::LayerNorm {

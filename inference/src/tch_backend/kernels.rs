@@ -102,7 +102,7 @@ pub(crate) fn fits_i64(op: &Op, inputs: &[&TensorType]) -> bool {
             let d = n * deviation(dt(0), *x_zero_point);
             norm_fits(n, d, 0, *epsilon, *shift)
         }
-        Op::Softmax { frac_bits, .. } => {
+        Op::Softmax { frac_bits, .. } | Op::SoftmaxNorm { frac_bits, .. } => {
             // e <= 2^31; S <= N * 2^31; e * 2^q + S / 2 below the limit.
             let n = width(0);
             let e = magnitude(DType::I32);
@@ -134,7 +134,8 @@ pub(crate) fn fits_i64(op: &Op, inputs: &[&TensorType]) -> bool {
         | Op::Transpose { .. }
         | Op::Concat { .. }
         | Op::Slice { .. }
-        | Op::Argmax => true,
+        | Op::Argmax
+        | Op::SoftmaxExp { .. } => true,
     }
 }
 
@@ -469,6 +470,40 @@ pub(crate) fn softmax(
     y_zero_point: i32,
     out: &TensorType,
 ) -> Result<Tensor> {
+    let e = exps(x, table, mask, causal)?;
+    normalize(&e, frac_bits, y_zero_point, out)?
+        .f_reshape(x.size().as_slice())
+        .map_err(Into::into)
+}
+
+/// `softmax_exp`: the `e[c]` of [`softmax`], as `i32`.
+pub(crate) fn softmax_exp(
+    x: &Tensor,
+    table: &Tensor,
+    mask: Option<&Tensor>,
+    causal: bool,
+) -> Result<Tensor> {
+    Ok(exps(x, table, mask, causal)?
+        .f_to_kind(Kind::Int)?
+        .f_reshape(x.size().as_slice())?)
+}
+
+/// `softmax_norm`: each row of `e` (a negative entry read as 0) divided by its sum.
+pub(crate) fn softmax_norm(
+    e: &Tensor,
+    frac_bits: u32,
+    y_zero_point: i32,
+    out: &TensorType,
+) -> Result<Tensor> {
+    let n = e.size()[e.size().len() - 1];
+    let e2 = wide(e)?.f_clamp_min(0i64)?.f_reshape([-1, n])?;
+    normalize(&e2, frac_bits, y_zero_point, out)?
+        .f_reshape(e.size().as_slice())
+        .map_err(Into::into)
+}
+
+/// The `e[c]` of a softmax as `i64` (0 for a dropped column), rows on the last axis.
+fn exps(x: &Tensor, table: &Tensor, mask: Option<&Tensor>, causal: bool) -> Result<Tensor> {
     let shape = x.size();
     let rank = shape.len();
     let n = shape[rank - 1];
@@ -500,10 +535,15 @@ pub(crate) fn softmax(
     let t = table.size()[0];
     let idx = max.f_sub(&x4)?.f_clamp(0i64, t - 1)?;
     // A negative entry reads as 0.
-    let e = wide(&table.f_index_select(0, &idx.f_reshape([-1])?)?)?
+    Ok(wide(&table.f_index_select(0, &idx.f_reshape([-1])?)?)?
         .f_clamp_min(0i64)?
         .f_reshape([g, l / g, m, n])?
-        .f_where_scalarother(&kept, 0i64)?;
+        .f_where_scalarother(&kept, 0i64)?)
+}
+
+/// Rows of non-negative `i64` `e` divided by their sums with one exact rounding division,
+/// saturated to the output (every element `y_zp` in a row whose sum is 0).
+fn normalize(e: &Tensor, frac_bits: u32, y_zero_point: i32, out: &TensorType) -> Result<Tensor> {
     let sum = e.f_sum_dim_intlist([-1i64].as_slice(), true, Kind::Int64)?;
     let q = e
         .f_bitwise_left_shift_tensor_scalar(i64::from(frac_bits))?
@@ -511,9 +551,7 @@ pub(crate) fn softmax(
         .f_div_tensor_mode(&sum.f_clamp_min(1i64)?, "floor")?;
     // No kept column, or a zero sum: every element is y_zp.
     let y = q.f_where_scalarother(&sum.f_gt(0i64)?, 0i64)?;
-    saturate(&y, y_zero_point, out.dtype)?
-        .f_reshape(shape.as_slice())
-        .map_err(Into::into)
+    saturate(&y, y_zero_point, out.dtype)
 }
 
 /// `layer_norm` over the last axis: `d = N x - sum x`, `sigma = isqrt(sum d^2 / N + eps)`,

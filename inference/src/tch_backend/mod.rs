@@ -599,6 +599,13 @@ impl TchModel {
                 y_zero_point,
             } => kernels::mean_pool(x[0], x[1], *x_zero_point, *frac_bits, *y_zero_point, out),
             Op::Argmax => kernels::argmax(x[0]),
+            Op::SoftmaxExp { causal } => {
+                kernels::softmax_exp(x[0], x[1], x.get(2).copied(), *causal)
+            }
+            Op::SoftmaxNorm {
+                frac_bits,
+                y_zero_point,
+            } => kernels::softmax_norm(x[0], *frac_bits, *y_zero_point, out),
         }
     }
 }
