@@ -127,6 +127,7 @@ fn softmax(
     (m, n): (usize, usize),
     table: usize,
     dense: bool,
+    split: bool,
 ) -> GasCase {
     let x = if dense {
         rng.tensor_with(DType::I16, &[1, heads, m, n], |r| {
@@ -145,14 +146,52 @@ fn softmax(
     let case = Case::inferred(op, vec![x, exp, mask], DType::I16).expect("valid");
     GasCase {
         model,
-        what: if dense {
-            "softmax (dense: every score within the table)"
-        } else {
-            "softmax (random i16 scores)"
+        what: match (dense, split) {
+            (true, false) => "softmax (dense: every score within the table)",
+            (false, false) => "softmax (random i16 scores)",
+            (true, true) => "softmax (dense; SmolLM2 runs it split: not used, for contrast)",
+            (false, true) => "softmax (random; SmolLM2 runs it split: not used, for contrast)",
         },
         index: case.out.numel() - 1,
         case,
     }
+}
+
+/// The two halves of a softmax row of random `i16` scores, as SmolLM2 runs them: the exp
+/// entry of the row's last column (its row of `x` and one table entry), then the division
+/// of a row of `i32` entries (the largest the exp table gives, so the sum is widest).
+fn split_softmax(
+    rng: &mut Rng,
+    model: &'static str,
+    heads: usize,
+    (m, n): (usize, usize),
+    table: usize,
+) -> [GasCase; 2] {
+    let x = t(rng, DType::I16, &[1, heads, m, n]);
+    let exp = rng.tensor_with(DType::I32, &[table], |r| r.range(0, 1 << 30));
+    let mask = rng.tensor_with(DType::I32, &[1, n], |_| 1);
+    let op = Op::SoftmaxExp { causal: true };
+    let exp_case = Case::inferred(op, vec![x, exp, mask], DType::I32).expect("valid");
+    let e = rng.tensor_with(DType::I32, &[1, heads, m, n], |r| r.range(0, 1 << 30));
+    let op = Op::SoftmaxNorm {
+        frac_bits: 14,
+        y_zero_point: 0,
+    };
+    let norm_case = Case::inferred(op, vec![e], DType::I16).expect("valid");
+    [
+        GasCase {
+            model,
+            what: "softmax_exp (random i16 scores)",
+            index: exp_case.out.numel() - 1,
+            case: exp_case,
+        },
+        GasCase {
+            model,
+            what: "softmax_norm (a row of i32 exp entries)",
+            index: norm_case.out.numel() - 1,
+            case: norm_case,
+        },
+    ]
 }
 
 fn norm(
@@ -264,9 +303,9 @@ fn cases() -> Vec<GasCase> {
             Some(DType::I8),
             DType::I8,
         ),
-        softmax(r, m, 12, (128, 128), 4096, false),
+        softmax(r, m, 12, (128, 128), 4096, false, false),
         // Its own generator: the other cases keep their data.
-        softmax(&mut Rng::new(1), m, 12, (128, 128), 4096, true),
+        softmax(&mut Rng::new(1), m, 12, (128, 128), 4096, true, false),
         norm(r, m, false, 128, 384, DType::I16),
     ];
     {
@@ -427,8 +466,9 @@ fn cases() -> Vec<GasCase> {
         Some(DType::I16),
         DType::I16,
     ));
-    v.push(softmax(r, s, 9, (1, 512), 16384, false));
-    v.push(softmax(&mut Rng::new(2), s, 9, (1, 512), 16384, true));
+    v.extend(split_softmax(r, s, 9, (1, 512), 16384));
+    v.push(softmax(r, s, 9, (1, 512), 16384, false, true));
+    v.push(softmax(&mut Rng::new(2), s, 9, (1, 512), 16384, true, true));
     v.push(norm(r, s, true, 1, 576, DType::I32));
     {
         let word = t(r, DType::I8, &[49152, 576]);

@@ -357,6 +357,41 @@ fn softmax(rng: &mut Rng) -> Option<Case> {
     Case::inferred(op, inputs, dt)
 }
 
+/// The operands of [`softmax`], for `softmax_exp`.
+fn softmax_exp(rng: &mut Rng) -> Option<Case> {
+    let case = softmax(rng)?;
+    let op = Op::SoftmaxExp {
+        causal: rng.one_in(2),
+    };
+    Case::inferred(op, case.inputs, DType::I32)
+}
+
+fn softmax_norm(rng: &mut Rng) -> Option<Case> {
+    let rank = 1 + rng.below(4);
+    let mut shape = dims(rng, rank, 3);
+    shape[rank - 1] = 1 + rng.sized(3, 80, 12);
+    // Negative entries (read as 0), zeros, whole zero rows now and then, and the top.
+    let zero_rows = rng.one_in(10);
+    let e = rng.tensor_with(DType::I32, &shape, |r| {
+        if zero_rows || r.one_in(5) {
+            0
+        } else if r.one_in(6) {
+            [-1, i32::MIN as i64, r.range(i32::MIN as i64, -1)][r.below(3)]
+        } else if r.one_in(8) {
+            i32::MAX as i64
+        } else {
+            let bits = r.below(32);
+            r.range(0, 1 << bits)
+        }
+    });
+    let dt = rng.dtype();
+    let op = Op::SoftmaxNorm {
+        frac_bits: rng.frac_bits(),
+        y_zero_point: rng.zero_point(dt),
+    };
+    Case::inferred(op, vec![e], dt)
+}
+
 fn norm_input(rng: &mut Rng) -> (Tensor, usize) {
     let rank = 1 + rng.below(3);
     let mut shape = dims(rng, rank, 3);
@@ -565,6 +600,8 @@ mod matches_reference {
         slice: 15,
         mean_pool: 16,
         argmax: 17,
+        softmax_exp: 18,
+        softmax_norm: 19,
     }
 }
 

@@ -23,8 +23,8 @@ struct DecodedOp {
 /// @dev Strict: a bool (or RoPE pairing) must be 0 or 1, an operand tag 0 or 1, and the
 ///      encoding must end exactly after the output type.
 library LibOpCodec {
-    /// @notice The highest op kind code (`argmax`).
-    uint256 internal constant MAX_KIND = 17;
+    /// @notice The highest op kind code (`softmax_norm`).
+    uint256 internal constant MAX_KIND = 19;
     /// @notice The `transpose` kind code: the one with variable-length params.
     uint256 internal constant TRANSPOSE = 13;
 
@@ -86,6 +86,8 @@ library LibOpCodec {
         if (kind_ == 14) return "c"; // concat: axis
         if (kind_ == 15) return "cuu"; // slice: axis, start, end
         if (kind_ == 16) return "iui"; // mean_pool: x_zp, frac_bits, y_zp
+        if (kind_ == 18) return "b"; // softmax_exp: causal
+        if (kind_ == 19) return "ui"; // softmax_norm: frac_bits, y_zp
         return ""; // lut, embedding, reshape, argmax
     }
 

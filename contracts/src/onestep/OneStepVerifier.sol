@@ -2,13 +2,12 @@
 pragma solidity 0.8.30;
 
 import {IOneStepVerifier} from "../interfaces/IOneStepVerifier.sol";
-import {LibMerkle} from "../lib/LibMerkle.sol";
-import {LibTensor, TensorView} from "./LibTensor.sol";
-import {LibOpCodec, DecodedOp} from "./LibOpCodec.sol";
-import {LibRangeProof} from "./LibRangeProof.sol";
+import {TensorView} from "./LibTensor.sol";
+import {DecodedOp} from "./LibOpCodec.sol";
+import {OneStepHost} from "./OneStepHost.sol";
+import {SoftmaxVerifier} from "./SoftmaxVerifier.sol";
 import {MatmulKernels} from "./kernels/MatmulKernels.sol";
 import {PointwiseKernels} from "./kernels/PointwiseKernels.sol";
-import {SoftmaxKernel} from "./kernels/SoftmaxKernel.sol";
 import {NormKernels} from "./kernels/NormKernels.sol";
 import {RopeKernel} from "./kernels/RopeKernel.sol";
 import {LayoutKernels} from "./kernels/LayoutKernels.sol";
@@ -17,12 +16,17 @@ import {ReduceKernels} from "./kernels/ReduceKernels.sol";
 /// @title OneStepVerifier
 /// @notice The on-chain one-step of a dispute: one output element of one op, recomputed from
 ///         operand leaves proven against the execution state's weights and activations roots.
-/// @dev Mirrors `inference/src/one_step.rs` `element_from_leaves`: the operands' types are
-///      checked as `Op::check` does, every element read must lie in a verified leaf range,
-///      and the arithmetic is the reference's (`inference/src/ops/reference.rs`). Stateless.
-contract OneStepVerifier is IOneStepVerifier {
-    /// @notice Tree sizes above `2^64` leaves (`MAX_DEPTH`) are refused.
-    uint256 private constant MAX_TREE_LEAVES = 1 << 64;
+/// @dev The kernels of every op but the softmax family run here; `softmax`, `softmax_exp` and
+///      `softmax_norm` run in {softmaxVerifier}, a {SoftmaxVerifier} this contract creates, to
+///      which their calls are forwarded unchanged (the whole op set no longer fits one
+///      contract's 24,576 bytes, EIP-170). Stateless.
+contract OneStepVerifier is IOneStepVerifier, OneStepHost {
+    /// @notice The verifier of the softmax family, created with this contract.
+    address public immutable softmaxVerifier;
+
+    constructor() {
+        softmaxVerifier = address(new SoftmaxVerifier());
+    }
 
     /// @inheritdoc IOneStepVerifier
     function computeElement(
@@ -33,29 +37,32 @@ contract OneStepVerifier is IOneStepVerifier {
         uint256 slotCount_,
         uint256 index_,
         Opening[] calldata operands_
-    ) external pure returns (int256 value_) {
-        DecodedOp memory op = LibOpCodec.decode(op_);
-        uint256 n = op.tags.length;
-        if (operands_.length != n) revert OperandCountMismatch(n, operands_.length);
-        TensorView[] memory inputs = new TensorView[](n);
-        for (uint256 i = 0; i < n; ++i) {
-            (bytes32 root, uint256 count) =
-                op.tags[i] == 1 ? (weightsRoot_, weightCount_) : (activationsRoot_, slotCount_);
-            inputs[i] = _open(i, op.indices[i], root, count, operands_[i]);
+    ) external view returns (int256 value_) {
+        if (op_.length != 0) {
+            uint256 kind = uint8(op_[0]);
+            if (kind == 7 || kind == 18 || kind == 19) _forward(softmaxVerifier);
         }
-        TensorView memory out;
-        out.dtype = op.outDtype;
-        out.size = LibTensor.sizeOf(op.outDtype);
-        out.dims = op.outDims;
-        out.numel = LibTensor.product(op.outDims, 0, op.outDims.length);
-        if (index_ >= out.numel) revert ElementOutOfRange(index_, out.numel);
-        value_ = _element(op, inputs, out, index_);
+        value_ = _compute(op_, weightsRoot_, weightCount_, activationsRoot_, slotCount_, index_, operands_);
     }
 
-    /// @dev Runs the kernel of `op_.kind`.
+    /// @dev Runs this call's calldata (same selector, same arguments) on `to_` and returns or
+    ///      reverts with exactly what it returned or reverted with (custom errors included).
+    function _forward(address to_) private view {
+        assembly ("memory-safe") {
+            let p := mload(0x40)
+            calldatacopy(p, 0, calldatasize())
+            let ok := staticcall(gas(), to_, p, calldatasize(), 0, 0)
+            returndatacopy(p, 0, returndatasize())
+            if iszero(ok) { revert(p, returndatasize()) }
+            return(p, returndatasize())
+        }
+    }
+
+    /// @inheritdoc OneStepHost
     function _element(DecodedOp memory op_, TensorView[] memory x_, TensorView memory out_, uint256 index_)
-        private
+        internal
         pure
+        override
         returns (int256)
     {
         uint256 k = op_.kind;
@@ -66,7 +73,6 @@ contract OneStepVerifier is IOneStepVerifier {
         if (k == 4) return PointwiseKernels.mul(p, x_, out_, index_);
         if (k == 5) return PointwiseKernels.requantize(p, x_, out_, index_);
         if (k == 6) return PointwiseKernels.lut(x_, out_, index_);
-        if (k == 7) return SoftmaxKernel.softmax(p, x_, out_, index_);
         if (k == 8) return NormKernels.layerNorm(p, x_, out_, index_);
         if (k == 9) return NormKernels.rmsNorm(p, x_, out_, index_);
         if (k == 10) return LayoutKernels.embedding(x_, out_, index_);
@@ -76,66 +82,8 @@ contract OneStepVerifier is IOneStepVerifier {
         if (k == 14) return LayoutKernels.concat(p, x_, out_, index_);
         if (k == 15) return LayoutKernels.slice(p, x_, out_, index_);
         if (k == 16) return ReduceKernels.meanPool(p, x_, out_, index_);
-        return ReduceKernels.argmax(x_, out_, index_);
-    }
-
-    /// @dev Decodes operand `i_`'s type, proves its tensor hash is leaf `index_` of the tree
-    ///      `root_` of `count_` leaves, verifies its leaf ranges against its data root, and
-    ///      returns the view the kernels read.
-    function _open(uint256 i_, uint256 index_, bytes32 root_, uint256 count_, Opening calldata o_)
-        private
-        pure
-        returns (TensorView memory t_)
-    {
-        (uint256 dtype, uint256[] memory dims, uint256 end, bool ok) = LibTensor.decodeType(o_.tensorType, 0);
-        if (!ok || end != o_.tensorType.length) revert MalformedTensorType(i_);
-        if (index_ >= count_ || count_ > MAX_TREE_LEAVES) revert OperandIndexOutOfRange(i_, index_, count_);
-        bytes32 tensorHash = keccak256(bytes.concat(o_.tensorType, o_.dataRoot));
-        if (
-            o_.membership.length != LibTensor.depthFor(count_)
-                || LibMerkle.rootFromLeaf(index_, tensorHash, o_.membership) != root_
-        ) revert MembershipProofInvalid(i_);
-
-        t_.operand = i_;
-        t_.dtype = dtype;
-        t_.size = LibTensor.sizeOf(dtype);
-        t_.dims = dims;
-        t_.numel = LibTensor.product(dims, 0, dims.length);
-        _verifyRanges(t_, o_);
-    }
-
-    /// @dev Verifies the leaf ranges of `o_` (in increasing order, without overlap) and their
-    ///      shared siblings against its data root (the depth from the type in `t_`), and
-    ///      records where each range's leaves lie in calldata.
-    function _verifyRanges(TensorView memory t_, Opening calldata o_) private pure {
-        uint256 leaves = LibTensor.leafCount(t_.numel, t_.size);
-        uint256 nr = o_.ranges.length;
-        t_.starts = new uint256[](nr);
-        t_.ends = new uint256[](nr);
-        t_.ptrs = new uint256[](nr);
-        uint256 prevEnd = 0;
-        for (uint256 r = 0; r < nr; ++r) {
-            LeafRange calldata range = o_.ranges[r];
-            bytes32[] calldata data = range.leaves;
-            uint256 start = range.start;
-            if (data.length == 0 || start < prevEnd || start + data.length > leaves) {
-                revert RangeProofInvalid(t_.operand, r);
-            }
-            uint256 ptr;
-            assembly ("memory-safe") {
-                ptr := data.offset
-            }
-            prevEnd = start + data.length;
-            t_.starts[r] = start;
-            t_.ends[r] = prevEnd;
-            t_.ptrs[r] = ptr;
-        }
-        if (nr == 0) {
-            if (o_.siblings.length != 0) revert LeafProofInvalid(t_.operand);
-            return;
-        }
-        (bytes32 got, bool fits) =
-            LibRangeProof.computeRoot(t_.starts, t_.ends, t_.ptrs, o_.siblings, LibTensor.depthFor(leaves));
-        if (!fits || got != o_.dataRoot) revert LeafProofInvalid(t_.operand);
+        if (k == 17) return ReduceKernels.argmax(x_, out_, index_);
+        // The softmax family was forwarded; LibOpCodec refused any other kind.
+        revert UnknownOpKind(k);
     }
 }

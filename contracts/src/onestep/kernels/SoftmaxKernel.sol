@@ -6,7 +6,8 @@ import {LibTensor, TensorView} from "../LibTensor.sol";
 
 /// @title SoftmaxKernel
 /// @notice One output element of `softmax` (`docs/ops.md` 7): the row of `x`, the mask row,
-///         the exp-table entries the kept columns use.
+///         the exp-table entries the kept columns use; and of its halves `softmax_exp` (18:
+///         the row of `x`, the mask row, one entry) and `softmax_norm` (19: the row of `e`).
 /// @dev Reads what `inference/src/ops/reference.rs` reads: the whole row of `x`, the whole
 ///      mask row, and only the exp-table entries `min(max - x[c], T - 1)` of the kept
 ///      columns `c` (a negative entry reads as 0), so a prover opens only their leaves.
@@ -19,6 +20,14 @@ library SoftmaxKernel {
         bool any;
         int256 max;
         uint256 j;
+    }
+
+    /// @notice The row width `N`, the rows `M` per matrix and `L / G`, the matrices per mask
+    ///         row (1 without a mask).
+    struct Shape {
+        uint256 n;
+        uint256 m;
+        uint256 groupRows;
     }
 
     using LibTensor for TensorView;
@@ -36,24 +45,94 @@ library SoftmaxKernel {
         pure
         returns (int256)
     {
-        Row memory r = _row(p_, x_, out_, index_);
+        Shape memory sh = _check(x_);
+        if (p_[1] > 30) revert IOneStepVerifier.ParamOutOfRange();
+        out_.requireOutput(LibTensor.ANY, x_[0].dims);
+        LibTensor.requireInRange(p_[2], out_.dtype);
+        Row memory r = _row(p_[0] == 1, x_, sh, index_);
         if (!r.any) return LibTensor.sat(p_[2], out_.dtype);
         (int256 sum, int256 ej) = _expSums(x_[1], r);
-        if (sum == 0) return LibTensor.sat(p_[2], out_.dtype);
-        // floor((e * 2^q + floor(S / 2)) / S) of non-negative values.
-        return LibTensor.sat(p_[2] + ((ej << uint256(p_[1])) + sum / 2) / sum, out_.dtype);
+        return _normalized(ej, sum, p_[1], p_[2], out_.dtype);
     }
 
-    /// @dev The row of output element `index_` after the op's checks.
-    function _row(int256[] memory p_, TensorView[] memory x_, TensorView memory out_, uint256 index_)
+    /// @notice `softmax_exp`: param `causal`; operands `x, exp_table[, mask]`; `i32` output:
+    ///         `e[j]` of `softmax`, one table entry.
+    function softmaxExp(int256[] memory p_, TensorView[] memory x_, TensorView memory out_, uint256 index_)
+        internal
+        pure
+        returns (int256 e_)
+    {
+        Shape memory sh = _check(x_);
+        out_.requireOutput(LibTensor.I32, x_[0].dims);
+        Row memory r = _row(p_[0] == 1, x_, sh, index_);
+        if (!r.keep[r.j]) return 0;
+        TensorView memory table = x_[1];
+        // A kept column lies in [max - 2^16, max] (i8, i16 x).
+        uint256 d = uint256(r.max - r.xs[r.j]);
+        if (d >= table.numel) d = table.numel - 1;
+        e_ = table.get(d);
+        if (e_ < 0) e_ = 0;
+    }
+
+    /// @notice `softmax_norm`: params `frac_bits, y_zp`; operand `e: i32 [.., N]`: `e[j]` (a
+    ///         negative entry read as 0) divided by the row's sum as `softmax` divides.
+    function softmaxNorm(int256[] memory p_, TensorView[] memory x_, TensorView memory out_, uint256 index_)
+        internal
+        pure
+        returns (int256)
+    {
+        if (x_.length != 1) revert IOneStepVerifier.OperandCountMismatch(1, x_.length);
+        TensorView memory e = x_[0];
+        e.requireDtype(LibTensor.I32);
+        e.requireRankAtLeast(1);
+        if (p_[0] > 30) revert IOneStepVerifier.ParamOutOfRange();
+        out_.requireOutput(LibTensor.ANY, e.dims);
+        LibTensor.requireInRange(p_[1], out_.dtype);
+        uint256 n = e.dims[e.dims.length - 1];
+        (int256 sum, int256 ej) = _rowSum(e, index_ - index_ % n, n, index_ % n);
+        return _normalized(ej, sum, p_[0], p_[1], out_.dtype);
+    }
+
+    /// @dev The sum of the `n_` entries of `e_` from `first_` (a negative one read as 0) and
+    ///      entry `j_` of them.
+    function _rowSum(TensorView memory e_, uint256 first_, uint256 n_, uint256 j_)
+        private
+        pure
+        returns (int256 sum_, int256 ej_)
+    {
+        (bool ok, uint256 ptr) = e_.span(first_, n_, 1);
+        // c < n <= 2^32; the sum of n entries below 2^31 stays below 2^63.
+        unchecked {
+            for (uint256 c = 0; c < n_; ++c) {
+                int256 v = ok ? LibTensor.load(ptr + (c << 2), 4) : e_.get(first_ + c);
+                if (v < 0) v = 0;
+                sum_ += v;
+                if (c == j_) ej_ = v;
+            }
+        }
+    }
+
+    /// @dev `sat(y_zp + floor((e * 2^q + floor(S / 2)) / S))` of non-negative `e <= S`;
+    ///      `sat(y_zp)` when `S = 0`.
+    function _normalized(int256 e_, int256 sum_, int256 q_, int256 yZp_, uint256 dtype_)
+        private
+        pure
+        returns (int256)
+    {
+        if (sum_ == 0) return LibTensor.sat(yZp_, dtype_);
+        return LibTensor.sat(yZp_ + ((e_ << uint256(q_)) + sum_ / 2) / sum_, dtype_);
+    }
+
+    /// @dev The row of output element `index_` of `x` shaped `sh_`.
+    function _row(bool causal_, TensorView[] memory x_, Shape memory sh_, uint256 index_)
         private
         pure
         returns (Row memory r_)
     {
-        (uint256 n, uint256 m, uint256 groupRows) = _check(p_, x_, out_);
+        uint256 n = sh_.n;
         r_.j = index_ % n;
-        r_.keep = _maskRow(x_, ((index_ / n) / m) / groupRows, n);
-        _readRow(x_[0], index_ / n, m, p_[0] == 1, r_);
+        r_.keep = _maskRow(x_, ((index_ / n) / sh_.m) / sh_.groupRows, n);
+        _readRow(x_[0], index_ / n, sh_.m, causal_, r_);
     }
 
     /// @dev Row `row_` of `x` into `r_.xs`, with `r_.keep` narrowed to the visible columns;
@@ -151,13 +230,8 @@ library SoftmaxKernel {
         }
     }
 
-    /// @dev `Op::check` for softmax; returns the row width `N`, the rows `M` per matrix and
-    ///      `L / G`, the matrices per mask row (1 without a mask).
-    function _check(int256[] memory p_, TensorView[] memory x_, TensorView memory out_)
-        private
-        pure
-        returns (uint256 n_, uint256 m_, uint256 groupRows_)
-    {
+    /// @dev `Op::check` for the operands of softmax and softmax_exp; returns their shape.
+    function _check(TensorView[] memory x_) private pure returns (Shape memory sh_) {
         if (x_.length < 2 || x_.length > 3) revert IOneStepVerifier.OperandCountMismatch(2, x_.length);
         TensorView memory x = x_[0];
         x.requireDtype(LibTensor.I8 | LibTensor.I16);
@@ -166,19 +240,16 @@ library SoftmaxKernel {
         x_[1].requireRank(1);
         if (x_[1].dims[0] == 0) revert IOneStepVerifier.OperandTypeInvalid(1);
         uint256 rk = x.dims.length;
-        n_ = x.dims[rk - 1];
-        m_ = rk >= 2 ? x.dims[rk - 2] : 1;
+        sh_.n = x.dims[rk - 1];
+        sh_.m = rk >= 2 ? x.dims[rk - 2] : 1;
         uint256 l = LibTensor.product(x.dims, 0, rk >= 2 ? rk - 2 : 0);
-        groupRows_ = 1;
+        sh_.groupRows = 1;
         if (x_.length == 3) {
             TensorView memory mask = x_[2];
             mask.requireRank(2);
             uint256 g = mask.dims[0];
-            if (mask.dims[1] != n_ || g == 0 || l % g != 0) revert IOneStepVerifier.OperandTypeInvalid(2);
-            groupRows_ = l / g;
+            if (mask.dims[1] != sh_.n || g == 0 || l % g != 0) revert IOneStepVerifier.OperandTypeInvalid(2);
+            sh_.groupRows = l / g;
         }
-        if (p_[1] > 30) revert IOneStepVerifier.ParamOutOfRange();
-        out_.requireOutput(LibTensor.ANY, x.dims);
-        LibTensor.requireInRange(p_[2], out_.dtype);
     }
 }
