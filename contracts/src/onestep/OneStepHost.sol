@@ -64,7 +64,9 @@ abstract contract OneStepHost {
     {
         (uint256 dtype, uint256[] memory dims, uint256 end, bool ok) = LibTensor.decodeType(o_.tensorType, 0);
         if (!ok || end != o_.tensorType.length) revert IOneStepVerifier.MalformedTensorType(i_);
-        if (index_ >= count_ || count_ > MAX_TREE_LEAVES) revert IOneStepVerifier.OperandIndexOutOfRange(i_, index_, count_);
+        if (index_ >= count_ || count_ > MAX_TREE_LEAVES) {
+            revert IOneStepVerifier.OperandIndexOutOfRange(i_, index_, count_);
+        }
         bytes32 tensorHash = keccak256(bytes.concat(o_.tensorType, o_.dataRoot));
         if (
             o_.membership.length != LibTensor.depthFor(count_)

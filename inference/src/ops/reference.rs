@@ -108,7 +108,8 @@ impl<'a> SoftmaxRow<'a> {
         let m = if rk >= 2 { shape[rk - 2] } else { 1 };
         let r = row % m;
         let groups = mask.map(|mk| {
-            let g = (row / m) / (shape[..rk.saturating_sub(2)].iter().product::<usize>() / mk.shape()[0]);
+            let g = (row / m)
+                / (shape[..rk.saturating_sub(2)].iter().product::<usize>() / mk.shape()[0]);
             (mk, g)
         });
         let kept: Vec<Option<i128>> = (0..n)
@@ -277,7 +278,13 @@ fn element_of(op: &Op, inputs: &[&View<'_>], out: &TensorType, index: usize) -> 
             y_zero_point,
         } => {
             let n = *inputs[0].shape().last().unwrap();
-            let row = SoftmaxRow::read(inputs[0], inputs[1], inputs.get(2).copied(), *causal, index / n);
+            let row = SoftmaxRow::read(
+                inputs[0],
+                inputs[1],
+                inputs.get(2).copied(),
+                *causal,
+                index / n,
+            );
             let e = |c: usize| row.e(c);
             let sum: i128 = (0..n).map(e).sum();
             if sum == 0 {
@@ -290,8 +297,14 @@ fn element_of(op: &Op, inputs: &[&View<'_>], out: &TensorType, index: usize) -> 
         }
         Op::SoftmaxExp { causal } => {
             let n = *inputs[0].shape().last().unwrap();
-            SoftmaxRow::read(inputs[0], inputs[1], inputs.get(2).copied(), *causal, index / n)
-                .e(index % n)
+            SoftmaxRow::read(
+                inputs[0],
+                inputs[1],
+                inputs.get(2).copied(),
+                *causal,
+                index / n,
+            )
+            .e(index % n)
         }
         Op::SoftmaxNorm {
             frac_bits,

@@ -114,11 +114,7 @@ library SoftmaxKernel {
 
     /// @dev `sat(y_zp + floor((e * 2^q + floor(S / 2)) / S))` of non-negative `e <= S`;
     ///      `sat(y_zp)` when `S = 0`.
-    function _normalized(int256 e_, int256 sum_, int256 q_, int256 yZp_, uint256 dtype_)
-        private
-        pure
-        returns (int256)
-    {
+    function _normalized(int256 e_, int256 sum_, int256 q_, int256 yZp_, uint256 dtype_) private pure returns (int256) {
         if (sum_ == 0) return LibTensor.sat(yZp_, dtype_);
         return LibTensor.sat(yZp_ + ((e_ << uint256(q_)) + sum_ / 2) / sum_, dtype_);
     }
