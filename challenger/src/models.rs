@@ -6,7 +6,7 @@
 use inference::commit::TensorHashMemo;
 use inference::import::bert::{FAMILY_FILE, Family};
 use inference::merkle::H256;
-use inference::model::{MANIFEST_FILE, Model, PROGRAM_FILE, WEIGHTS_FILE};
+use inference::model::Model;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -60,29 +60,32 @@ fn read(path: &Path) -> Result<Vec<u8>, ModelError> {
 
 /// Loads the model in directory `dir` (program, weights, manifest), checking its id.
 pub fn load_model_dir(dir: &Path) -> Result<Model, ModelError> {
-    read_model(dir, None)
+    Ok(sequencer::execution::load_model(dir)?)
 }
 
 /// [`load_model_dir`] for one of several models sharing weights: tensors `memo` has
 /// hashed before are not hashed again.
 pub fn load_model_dir_memo(dir: &Path, memo: &mut TensorHashMemo) -> Result<Model, ModelError> {
-    read_model(dir, Some(memo))
+    Ok(sequencer::execution::load_model_memo(dir, memo)?)
 }
 
-fn read_model(dir: &Path, memo: Option<&mut TensorHashMemo>) -> Result<Model, ModelError> {
-    let (program, weights, manifest) = (
-        read(&dir.join(PROGRAM_FILE))?,
-        read(&dir.join(WEIGHTS_FILE))?,
-        read(&dir.join(MANIFEST_FILE))?,
-    );
-    match memo {
-        Some(memo) => Model::from_bytes_memo(&program, &weights, &manifest, memo),
-        None => Model::from_bytes(&program, &weights, &manifest),
+/// The sequencer's loader reads the same files: its errors, in this crate's terms.
+impl From<sequencer::execution::ModelError> for ModelError {
+    fn from(e: sequencer::execution::ModelError) -> Self {
+        use sequencer::execution::ModelError as E;
+        match e {
+            E::Io { path, source } => Self::Io { path, source },
+            E::Invalid { path, source } => Self::Invalid {
+                path,
+                reason: source.to_string(),
+            },
+            // The loaders give only the two above; the rest are serving errors.
+            other => Self::Invalid {
+                path: PathBuf::new(),
+                reason: other.to_string(),
+            },
+        }
     }
-    .map_err(|e| ModelError::Invalid {
-        path: dir.to_path_buf(),
-        reason: e.to_string(),
-    })
 }
 
 impl ModelStore {
