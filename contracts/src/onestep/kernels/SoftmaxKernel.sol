@@ -64,14 +64,96 @@ library SoftmaxKernel {
     {
         Shape memory sh = _check(x_);
         out_.requireOutput(LibTensor.I32, x_[0].dims);
-        Row memory r = _row(p_[0] == 1, x_, sh, index_);
-        if (!r.keep[r.j]) return 0;
+        bool causal = p_[0] == 1;
+        (bool fast, bool kept, uint256 d) = _distance(x_, sh, index_, causal);
+        if (!fast) {
+            Row memory r = _row(causal, x_, sh, index_);
+            kept = r.keep[r.j];
+            // A kept column lies in [max - 2^16, max] (i8, i16 x).
+            if (kept) d = uint256(r.max - r.xs[r.j]);
+        }
+        if (!kept) return 0;
         TensorView memory table = x_[1];
-        // A kept column lies in [max - 2^16, max] (i8, i16 x).
-        uint256 d = uint256(r.max - r.xs[r.j]);
         if (d >= table.numel) d = table.numel - 1;
         e_ = table.get(d);
         if (e_ < 0) e_ = 0;
+    }
+
+    /// @dev For output element `index_` of `softmax_exp`, in one pass over calldata without
+    ///      memory arrays: whether column `j` is kept and its distance `max - x[j]` below the
+    ///      maximum of the kept columns. `fast_` is false (and nothing read) unless the row of
+    ///      `x` and the mask row each lie in one opened leaf range; the caller then takes the
+    ///      general path, which reads the same values.
+    function _distance(TensorView[] memory x_, Shape memory sh_, uint256 index_, bool causal_)
+        private
+        pure
+        returns (bool fast_, bool kept_, uint256 d_)
+    {
+        uint256 n = sh_.n;
+        uint256 row = index_ / n;
+        Scan memory sc;
+        (fast_, sc.px) = x_[0].span(row * n, n, 1);
+        if (!fast_) return (false, false, 0);
+        if (x_.length == 3) {
+            (fast_, sc.pm) = x_[2].span(((row / sh_.m) / sh_.groupRows) * n, n, 1);
+            if (!fast_) return (false, false, 0);
+            sc.maskSize = x_[2].size;
+        }
+        // Causal: column c is visible from row r = row % M when c + M <= r + N.
+        sc.limit = n;
+        if (causal_) {
+            uint256 end = row % sh_.m + n + 1;
+            sc.limit = end > sh_.m ? end - sh_.m : 0;
+            if (sc.limit > n) sc.limit = n;
+        }
+        sc.xSize = x_[0].size;
+        sc.j = index_ - row * n;
+        (kept_, d_) = _scan(sc);
+    }
+
+    /// @notice Where {_distance} scans: the row of `x` and the mask row in calldata, their
+    ///         element sizes (`maskSize` 0 without a mask), the visible columns, the column `j`.
+    struct Scan {
+        uint256 px;
+        uint256 pm;
+        uint256 xSize;
+        uint256 maskSize;
+        uint256 limit;
+        uint256 j;
+    }
+
+    /// @dev The scan of {_distance}: whether column `sc_.j` is kept, and `max - x[j]`.
+    function _scan(Scan memory sc_) private pure returns (bool kept_, uint256 d_) {
+        int256 max = type(int256).min;
+        int256 xj;
+        // Calldata reads only, inside the verified ranges (c < limit <= n); x is i8 or i16
+        // (little-endian, sign-extended), a mask element of any width is kept when non-zero.
+        assembly ("memory-safe") {
+            let px := mload(sc_)
+            let pm := mload(add(sc_, 0x20))
+            let xSize := mload(add(sc_, 0x40))
+            let maskSize := mload(add(sc_, 0x60))
+            let limit := mload(add(sc_, 0x80))
+            let j := mload(add(sc_, 0xa0))
+            let xShift := sub(256, shl(3, xSize))
+            let maskShift := sub(256, shl(3, maskSize))
+            for { let c := 0 } lt(c, limit) { c := add(c, 1) } {
+                let keep := 1
+                if maskSize { keep := iszero(iszero(shr(maskShift, calldataload(add(pm, mul(c, maskSize)))))) }
+                if keep {
+                    let raw := shr(xShift, calldataload(add(px, mul(c, xSize))))
+                    let v := signextend(0, raw)
+                    if eq(xSize, 2) { v := signextend(1, or(shr(8, raw), shl(8, and(raw, 0xff)))) }
+                    if sgt(v, max) { max := v }
+                    if eq(c, j) {
+                        kept_ := 1
+                        xj := v
+                    }
+                }
+            }
+        }
+        // A kept column lies in [max - 2^16, max] (i8, i16 x).
+        if (kept_) d_ = uint256(max - xj);
     }
 
     /// @notice `softmax_norm`: params `frac_bits, y_zp`; operand `e: i32 [.., N]`: `e[j]` (a
@@ -101,10 +183,25 @@ library SoftmaxKernel {
         returns (int256 sum_, int256 ej_)
     {
         (bool ok, uint256 ptr) = e_.span(first_, n_, 1);
+        if (ok) {
+            // The row in one verified range: little-endian i32 entries straight from calldata,
+            // a negative one (top bit set) read as 0; n <= 2^32 entries below 2^31 sum below 2^63.
+            assembly ("memory-safe") {
+                for { let c := 0 } lt(c, n_) { c := add(c, 1) } {
+                    let b := shr(224, calldataload(add(ptr, shl(2, c))))
+                    let v :=
+                        or(or(shr(24, b), and(shr(8, b), 0xff00)), or(and(shl(8, b), 0xff0000), shl(24, and(b, 0xff))))
+                    if gt(v, 0x7fffffff) { v := 0 }
+                    sum_ := add(sum_, v)
+                    if eq(c, j_) { ej_ := v }
+                }
+            }
+            return (sum_, ej_);
+        }
         // c < n <= 2^32; the sum of n entries below 2^31 stays below 2^63.
         unchecked {
             for (uint256 c = 0; c < n_; ++c) {
-                int256 v = ok ? LibTensor.load(ptr + (c << 2), 4) : e_.get(first_ + c);
+                int256 v = e_.get(first_ + c);
                 if (v < 0) v = 0;
                 sum_ += v;
                 if (c == j_) ej_ = v;
