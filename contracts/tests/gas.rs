@@ -418,7 +418,18 @@ fn cases() -> Vec<GasCase> {
     v.push(bmm(
         r,
         s,
-        "batch_matmul (P V, K 512 strided, 9/3 heads)",
+        "batch_matmul (P V^T, K 512, 9/3 heads)",
+        9,
+        3,
+        1,
+        512,
+        64,
+        true,
+    ));
+    v.push(bmm(
+        r,
+        s,
+        "batch_matmul (P V, K 512 strided: not used, for contrast)",
         9,
         3,
         1,
@@ -504,7 +515,17 @@ fn cases() -> Vec<GasCase> {
         let case = Case::inferred(Op::Concat { axis: 1 }, vec![a, b], DType::I8).expect("valid");
         v.push(GasCase {
             model: s,
-            what: "concat (KV cache)",
+            what: "concat (K cache)",
+            index: case.out.numel() - 1,
+            case,
+        });
+        // Values are cached transposed and grow along the last axis.
+        let a = t(r, DType::I8, &[3, 64, 511]);
+        let b = t(r, DType::I8, &[3, 64, 1]);
+        let case = Case::inferred(Op::Concat { axis: 2 }, vec![a, b], DType::I8).expect("valid");
+        v.push(GasCase {
+            model: s,
+            what: "concat (V^T cache)",
             index: case.out.numel() - 1,
             case,
         });
