@@ -127,6 +127,8 @@ library LibTensorType {
         if (kind_ == 15) return 9; // slice
         if (kind_ == 16) return 12; // mean_pool
         if (kind_ == 17) return 0; // argmax
+        if (kind_ == 18) return 1; // softmax_exp
+        if (kind_ == 19) return 8; // softmax_norm
         revert BadOpEncoding();
     }
 
