@@ -295,6 +295,12 @@ struct Split {
     scale: f32,
 }
 
+/// The quantized weights of one linear layer: the operand and each row's scale.
+struct FcWeight {
+    operand: Operand,
+    scales: Vec<f32>,
+}
+
 /// Integer building helpers over a program builder.
 struct Builder {
     b: ProgramBuilder,
@@ -314,15 +320,45 @@ impl Builder {
         s_y: f32,
         out: DType,
     ) -> Result<Operand> {
+        let w = self.fc_weight(name, w, n, k)?;
+        self.fc_on(name, x, (s_x, zp_x), &w, bias, s_y, out)
+    }
+
+    /// `w [n, k]` quantized to symmetric `i8` per output channel (row), added as a weight.
+    fn fc_weight(&mut self, name: &str, w: &[f32], n: usize, k: usize) -> Result<FcWeight> {
         let mut wq = vec![0i8; n * k];
-        let (mut bq, mut mult, mut shift) = (vec![0i32; n], vec![0i32; n], vec![0i32; n]);
+        let mut scales = vec![0f32; n];
         for r in 0..n {
             let row = &w[r * k..(r + 1) * k];
             let s_w = (row.iter().fold(0f32, |a, &v| a.max(v.abs())) / 127.0).max(1e-12);
             for (q, &v) in wq[r * k..(r + 1) * k].iter_mut().zip(row) {
                 *q = (v / s_w).round().clamp(-127.0, 127.0) as i8;
             }
-            let s_acc = s_x as f64 * s_w as f64;
+            scales[r] = s_w;
+        }
+        let operand = self
+            .b
+            .weight(format!("{name}.weight"), Tensor::from_i8(vec![n, k], wq)?);
+        Ok(FcWeight { operand, scales })
+    }
+
+    /// A `fully_connected` of `x` (scale `s_x`, zero point `zp_x`) by the quantized `w`,
+    /// plus the float `bias`, requantized per output channel to `s_y`.
+    #[allow(clippy::too_many_arguments)]
+    fn fc_on(
+        &mut self,
+        name: &str,
+        x: Operand,
+        (s_x, zp_x): (f32, i32),
+        w: &FcWeight,
+        bias: &[f32],
+        s_y: f32,
+        out: DType,
+    ) -> Result<Operand> {
+        let n = w.scales.len();
+        let (mut bq, mut mult, mut shift) = (vec![0i32; n], vec![0i32; n], vec![0i32; n]);
+        for r in 0..n {
+            let s_acc = s_x as f64 * w.scales[r] as f64;
             bq[r] = (bias[r] as f64 / s_acc)
                 .round()
                 .clamp(i32::MIN as f64, i32::MAX as f64) as i32;
@@ -331,7 +367,6 @@ impl Builder {
             shift[r] = s as i32;
         }
         let b = &mut self.b;
-        let w = b.weight(format!("{name}.weight"), Tensor::from_i8(vec![n, k], wq)?);
         let bias = b.weight(format!("{name}.bias"), Tensor::from_i32(vec![n], bq)?);
         let m = b.weight(
             format!("{name}.multiplier"),
@@ -343,7 +378,7 @@ impl Builder {
                 x_zero_point: zp_x,
                 y_zero_point: 0,
             },
-            &[x, w, bias, m, s],
+            &[x, w.operand, bias, m, s],
             out,
         )
     }
@@ -391,24 +426,24 @@ impl Builder {
         out: DType,
     ) -> Result<Operand> {
         let fine = s_y / 256.0;
-        let zero_bias = (wb.0.clone(), vec![0f32; n]);
-        let hi = self.fc(
+        // Both halves multiply the same weight tensor (stored once); the bias goes with the
+        // low half.
+        let w = self.fc_weight(name, &wb.0, n, k)?;
+        let hi = self.fc_on(
             &format!("{name}.hi"),
             x.hi,
             (x.scale * 256.0, 0),
-            &zero_bias,
-            n,
-            k,
+            &w,
+            &vec![0f32; n],
             fine,
             DType::I32,
         )?;
-        let lo = self.fc(
+        let lo = self.fc_on(
             &format!("{name}.lo"),
             x.lo,
             (x.scale, 0),
-            wb,
-            n,
-            k,
+            &w,
+            &wb.1,
             fine,
             DType::I32,
         )?;
