@@ -12,6 +12,7 @@ use crate::merkle::{H256, MerkleProof, MerkleTree, RangeProof};
 use crate::ops::Op;
 use crate::program::{Operand, Program};
 use crate::tensor::Tensor;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// A program's weights: the tensors, their hashes and root, and the packed form of every
 /// weight used as the `w` of a `fully_connected`.
@@ -135,41 +136,126 @@ fn check_input(program: &Program, input: &Tensor) -> Result<()> {
     Ok(())
 }
 
-/// Runs op `index` (1-based) reading operands from `slots`.
+/// Runs op `index` (1-based) reading operands from `slots`, together with the ops right
+/// after it that it can share a matrix product with: `fully_connected` ops by the same
+/// weight matrix that do not read each other's outputs (the two halves of a split 16-bit
+/// input, for one). Returns the outputs of ops `index..index + len`, in order; each is bit
+/// for bit what the op alone computes.
 fn step(
     program: &Program,
     weights: &Weights,
     slots: &[Option<Tensor>],
     index: usize,
-) -> Result<Tensor> {
+) -> Result<Vec<Tensor>> {
+    let operands = |i: usize| -> Result<Vec<&Tensor>> {
+        program.ops[i - 1]
+            .inputs
+            .iter()
+            .map(|o| match *o {
+                Operand::Slot(s) => slots[s as usize].as_ref().ok_or_else(|| {
+                    Error::Program(format!(
+                        "op {i} reads slot {s}, which was freed or never written"
+                    ))
+                }),
+                Operand::Weight(w) => Ok(&weights.tensors[w as usize]),
+            })
+            .collect()
+    };
     let node = &program.ops[index - 1];
-    let inputs = node
-        .inputs
-        .iter()
-        .map(|o| match *o {
-            Operand::Slot(s) => slots[s as usize].as_ref().ok_or_else(|| {
-                Error::Program(format!(
-                    "op {index} reads slot {s}, which was freed or never written"
-                ))
-            }),
-            Operand::Weight(w) => Ok(&weights.tensors[w as usize]),
-        })
-        .collect::<Result<Vec<_>>>()?;
     let packed = match (&node.op, node.inputs.get(1)) {
         (Op::FullyConnected { .. }, Some(Operand::Weight(w))) => {
             weights.packed[*w as usize].as_ref()
         }
         _ => None,
     };
-    node.op
-        .execute(&inputs, &node.output, packed)
-        .map_err(|e| Error::Program(format!("op {index} ({}): {e}", node.op.kind())))
+    let shared = shared_product_len(program, index);
+    if shared > 1 {
+        let inputs = (index..index + shared)
+            .map(operands)
+            .collect::<Result<Vec<_>>>()?;
+        let ops: Vec<_> = (index..index + shared)
+            .zip(&inputs)
+            .map(|(i, x)| {
+                let node = &program.ops[i - 1];
+                (&node.op, x.as_slice(), &node.output)
+            })
+            .collect();
+        return Op::execute_fc_shared(&ops, packed).map_err(|e| {
+            Error::Program(format!(
+                "ops {index}..={} (fully_connected, one shared product): {e}",
+                index + shared - 1
+            ))
+        });
+    }
+    let out = node
+        .op
+        .execute(&operands(index)?, &node.output, packed)
+        .map_err(|e| Error::Program(format!("op {index} ({}): {e}", node.op.kind())))?;
+    Ok(vec![out])
+}
+
+/// How many ops from `index` on (1-based; at least 1) run as one shared product: a run of
+/// `fully_connected` ops by the same weight matrix, none reading an output of the run.
+fn shared_product_len(program: &Program, index: usize) -> usize {
+    let weight_of = |i: usize| match program.ops.get(i - 1) {
+        Some(node) => match (&node.op, node.inputs.get(1)) {
+            (Op::FullyConnected { .. }, Some(&Operand::Weight(w))) => Some(w),
+            _ => None,
+        },
+        None => None,
+    };
+    let Some(w) = weight_of(index) else {
+        return 1;
+    };
+    let mut len = 1;
+    while weight_of(index + len) == Some(w)
+        && !program.ops[index + len - 1]
+            .inputs
+            .iter()
+            .any(|o| matches!(*o, Operand::Slot(s) if (index..index + len).contains(&(s as usize))))
+    {
+        len += 1;
+    }
+    len
 }
 
 /// The serving path: the program's output on `input`, nothing else.
 pub fn run(program: &Program, weights: &Weights, input: &Tensor) -> Result<Tensor> {
-    // Inside the thread pool, each parallel kernel starts without waking a worker first.
-    rayon::scope(|_| run_in_pool(program, weights, input))
+    in_hot_pool(|| run_in_pool(program, weights, input))
+}
+
+/// Runs `f` inside the thread pool (so each parallel kernel starts without waking a worker
+/// first). Called from outside the pool (one program at a time, using every core), the
+/// other workers also stay awake until `f` returns, taking each kernel's share of work as
+/// soon as it is offered instead of sleeping between kernels: a program is hundreds of
+/// small kernels, and waking a sleeping thread for each costs about as much as the work.
+/// Called from inside the pool (programs run side by side), `f` just runs.
+fn in_hot_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    let helpers = rayon::current_num_threads().saturating_sub(1);
+    if rayon::current_thread_index().is_some() || helpers == 0 {
+        return rayon::scope(|_| f());
+    }
+    let done = AtomicBool::new(false);
+    rayon::scope(|scope| {
+        for _ in 0..helpers {
+            scope.spawn(|_| {
+                while !done.load(Ordering::Acquire) {
+                    if rayon::yield_now() != Some(rayon::Yield::Executed) {
+                        std::hint::spin_loop();
+                    }
+                }
+            });
+        }
+        // Set on the way out, a panic included (the scope waits for the helpers).
+        struct Release<'a>(&'a AtomicBool);
+        impl Drop for Release<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::Release);
+            }
+        }
+        let _release = Release(&done);
+        f()
+    })
 }
 
 fn run_in_pool(program: &Program, weights: &Weights, input: &Tensor) -> Result<Tensor> {
@@ -187,16 +273,23 @@ fn run_in_pool(program: &Program, weights: &Weights, input: &Tensor) -> Result<T
     last_use[program.output as usize] = usize::MAX;
     let mut slots: Vec<Option<Tensor>> = vec![None; n + 1];
     slots[0] = Some(input.clone());
-    for i in 1..=n {
-        let out = step(program, weights, &slots, i)?;
-        slots[i] = Some(out);
-        for s in &program.ops[i - 1].inputs {
-            if let Operand::Slot(s) = s
-                && last_use[*s as usize] == i
-            {
-                slots[*s as usize] = None;
+    let mut i = 1;
+    while i <= n {
+        let outs = step(program, weights, &slots, i)?;
+        let ran = i..i + outs.len();
+        for (j, out) in ran.clone().zip(outs) {
+            slots[j] = Some(out);
+        }
+        for j in ran.clone() {
+            for s in &program.ops[j - 1].inputs {
+                if let Operand::Slot(s) = s
+                    && ran.contains(&last_use[*s as usize])
+                {
+                    slots[*s as usize] = None;
+                }
             }
         }
+        i = ran.end;
     }
     slots[program.output as usize]
         .take()
@@ -216,7 +309,7 @@ pub struct Trace {
 impl Trace {
     /// Runs `program` on `input`, keeping and hashing every slot.
     pub fn execute(program: &Program, weights: &Weights, input: &Tensor) -> Result<Self> {
-        rayon::scope(|_| Self::execute_in_pool(program, weights, input))
+        in_hot_pool(|| Self::execute_in_pool(program, weights, input))
     }
 
     /// Runs `program` like [`Trace::execute`], but hands each op's output to `hook` (with
@@ -230,7 +323,7 @@ impl Trace {
         hook: impl FnMut(usize, &mut Tensor) + Send,
     ) -> Result<Self> {
         let mut hook = hook;
-        rayon::scope(|_| Self::execute_in_pool_with(program, weights, input, &mut hook))
+        in_hot_pool(|| Self::execute_in_pool_with(program, weights, input, &mut hook))
     }
 
     fn execute_in_pool(program: &Program, weights: &Weights, input: &Tensor) -> Result<Self> {
@@ -247,15 +340,21 @@ impl Trace {
         let n = program.ops.len();
         let mut slots: Vec<Option<Tensor>> = vec![None; n + 1];
         slots[0] = Some(input.clone());
-        for i in 1..=n {
-            let mut out = step(program, weights, &slots, i)?;
-            hook(i, &mut out);
-            if out.ty() != program.ops[i - 1].output {
-                return Err(Error::Program(format!(
-                    "the hook changed the type of op {i}'s output"
-                )));
+        let mut i = 1;
+        while i <= n {
+            // The ops of one step do not read each other's outputs, so a hook changing one
+            // of them changes nothing else in the step.
+            let outs = step(program, weights, &slots, i)?;
+            for mut out in outs {
+                hook(i, &mut out);
+                if out.ty() != program.ops[i - 1].output {
+                    return Err(Error::Program(format!(
+                        "the hook changed the type of op {i}'s output"
+                    )));
+                }
+                slots[i] = Some(out);
+                i += 1;
             }
-            slots[i] = Some(out);
         }
         let slots: Vec<Tensor> = slots
             .into_iter()

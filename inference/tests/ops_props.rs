@@ -83,6 +83,54 @@ proptest! {
         agree(&op, &[x, w, bias, m, s], out)?;
     }
 
+    /// Several `fully_connected` ops by one weight matrix as one stacked product: each
+    /// output is the reference's for its own op (own input shape, bias, requantization,
+    /// zero points and output dtype).
+    #[test]
+    fn fully_connected_shared(seed in any::<u64>()) {
+        let mut g = Gen(SplitMix64(seed));
+        let (k, n) = (g.dim(70), g.dim(40));
+        let w = g.tensor(DType::I8, &[n, k]);
+        let parts = g.range(1, 4) as usize;
+        let mut cases = Vec::new();
+        for _ in 0..parts {
+            let mut xshape: Vec<usize> = (0..g.range(0, 2)).map(|_| g.dim(9)).collect();
+            xshape.push(k);
+            let x = g.tensor(DType::I8, &xshape);
+            let bias = g.tensor(DType::I32, &[n]);
+            let m = make(DType::I32, &[n], (0..n).map(|_| g.multiplier() as i64).collect());
+            let s = make(DType::I32, &[n], (0..n).map(|_| g.shift() as i64).collect());
+            let out = g.dtype(ALL);
+            let op = Op::FullyConnected { x_zero_point: g.zp(DType::I8), y_zero_point: g.zp(out) };
+            let inputs = vec![x, w.clone(), bias, m, s];
+            let types: Vec<TensorType> = inputs.iter().map(|t| t.ty()).collect();
+            let out = op.infer(&types.iter().collect::<Vec<_>>(), out).unwrap();
+            cases.push((op, inputs, out));
+        }
+        // Every part reads the same tensor `w`.
+        let refs: Vec<Vec<&Tensor>> = cases
+            .iter()
+            .map(|(_, inputs, _)| {
+                let mut r: Vec<&Tensor> = inputs.iter().collect();
+                r[1] = &w;
+                r
+            })
+            .collect();
+        let ops: Vec<(&Op, &[&Tensor], &TensorType)> = cases
+            .iter()
+            .zip(&refs)
+            .map(|((op, _, out), r)| (op, r.as_slice(), out))
+            .collect();
+        let fast = Op::execute_fc_shared(&ops, None)
+            .map_err(|e| TestCaseError::fail(format!("kernel: {e}")))?;
+        prop_assert_eq!(fast.len(), parts);
+        for (i, ((op, r, out), got)) in ops.iter().zip(&fast).enumerate() {
+            let want = reference::execute(op, r, out)
+                .map_err(|e| TestCaseError::fail(format!("reference: {e}")))?;
+            prop_assert!(got == &want, "part {i} of {parts} differs");
+        }
+    }
+
     #[test]
     fn batch_matmul(seed in any::<u64>()) {
         let mut g = Gen(SplitMix64(seed));
@@ -437,4 +485,45 @@ fn error_messages_name_the_problem() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("declared"), "{e}");
+}
+
+/// A shared product refuses ops of another kind and ops by different weight matrices.
+#[test]
+fn fully_connected_shared_refuses_mismatched_ops() {
+    let (n, k) = (3usize, 4usize);
+    let x = Tensor::from_i8(vec![2, k], vec![1; 2 * k]).unwrap();
+    let w = Tensor::from_i8(vec![n, k], vec![2; n * k]).unwrap();
+    let w2 = w.clone();
+    let v = Tensor::from_i32(vec![n], vec![1; n]).unwrap();
+    let s = Tensor::from_i32(vec![n], vec![1; n]).unwrap();
+    let fc = Op::FullyConnected {
+        x_zero_point: 0,
+        y_zero_point: 0,
+    };
+    let out = TensorType::new(DType::I32, vec![2, n]);
+    let a = [&x, &w, &v, &v, &s];
+    let b = [&x, &w2, &v, &v, &s];
+    let err = Op::execute_fc_shared(&[(&fc, &a[..], &out), (&fc, &b[..], &out)], None)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("same weight tensor"), "{err}");
+    let relu = Op::Requantize {
+        x_zero_point: 0,
+        multiplier: 1,
+        shift: 0,
+        y_zero_point: 0,
+    };
+    let one = [&x];
+    let err = Op::execute_fc_shared(
+        &[
+            (&fc, &a[..], &out),
+            (&relu, &one[..], &TensorType::new(DType::I8, vec![2, k])),
+        ],
+        None,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("not requantize"), "{err}");
+    let both = Op::execute_fc_shared(&[(&fc, &a[..], &out), (&fc, &a[..], &out)], None).unwrap();
+    assert_eq!(both[0], both[1]);
 }

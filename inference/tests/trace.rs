@@ -253,3 +253,98 @@ const GOLDEN: [(&str, &str); 6] = [
         "0x4c5b2ffeec48e32ba1e68ef82b9548ab400a0b142128f4fd3fd509984b7dc739",
     ),
 ];
+
+/// Two `fully_connected` ops by one weight matrix that do not read each other run as one
+/// stacked product; one that reads the other's output does not. Either way every op's
+/// output is the reference's, serving and tracing agree, and a hook that changes the first
+/// op's output changes only what reads it.
+#[test]
+fn shared_products_match_the_reference_and_respect_hooks() {
+    use inference::ops::Op;
+    use inference::program::ProgramBuilder;
+    use inference::tensor::{DType, TensorType};
+    use inference::trace::Weights;
+
+    let (m, k) = (5usize, 24usize);
+    let mut b = ProgramBuilder::new(TensorType::new(DType::I8, vec![m, k]));
+    let x = b.input();
+    let mut rng = demo::SplitMix64(7);
+    let mut bytes = |len: usize| -> Vec<i8> { (0..len).map(|_| rng.next_u64() as i8).collect() };
+    let w = b.weight("w", Tensor::from_i8(vec![k, k], bytes(k * k)).unwrap());
+    let fc = |b: &mut ProgramBuilder, x: Operand, zp: i32, mult: i32, shift: i32| {
+        let bias = b.weight("b", Tensor::from_i32(vec![k], vec![zp * 1000; k]).unwrap());
+        let m = b.weight("m", Tensor::from_i32(vec![k], vec![mult; k]).unwrap());
+        let s = b.weight("s", Tensor::from_i32(vec![k], vec![shift; k]).unwrap());
+        b.push(
+            Op::FullyConnected {
+                x_zero_point: zp,
+                y_zero_point: -zp,
+            },
+            &[x, w, bias, m, s],
+            DType::I8,
+        )
+        .unwrap()
+    };
+    let a = fc(&mut b, x, 3, 1 << 30, 38); // op 1
+    let c = fc(&mut b, x, -5, 1 << 29, 37); // op 2: shares op 1's product
+    let d = fc(&mut b, a, 0, 1 << 30, 36); // op 3: reads op 1, runs alone
+    let e = fc(&mut b, c, 1, 1 << 30, 36); // op 4: shares op 3's product
+    let sum = b
+        .push(
+            Op::Add {
+                a_zero_point: 0,
+                a_multiplier: 1,
+                b_zero_point: 0,
+                b_multiplier: 1,
+                shift: 1,
+                y_zero_point: 0,
+            },
+            &[d, e],
+            DType::I8,
+        )
+        .unwrap();
+    let (program, named) = b.finish(sum).unwrap();
+    let weights = Weights::new(&program, named.into_iter().map(|(_, t)| t).collect()).unwrap();
+    let input = Tensor::from_i8(vec![m, k], bytes(m * k)).unwrap();
+
+    // Every op's output is the reference's on the trace's own operands (but `skip`'s, which
+    // a hook replaced).
+    let check = |trace: &Trace, skip: usize| {
+        for (i, node) in program.ops.iter().enumerate() {
+            if i + 1 == skip {
+                continue;
+            }
+            let operands: Vec<&Tensor> = node
+                .inputs
+                .iter()
+                .map(|o| match *o {
+                    Operand::Slot(s) => trace.tensor(s as usize).unwrap(),
+                    Operand::Weight(w) => &weights.tensors()[w as usize],
+                })
+                .collect();
+            let want = reference::execute(&node.op, &operands, &node.output).unwrap();
+            assert_eq!(trace.tensor(i + 1).unwrap(), &want, "op {}", i + 1);
+        }
+    };
+    let trace = Trace::execute(&program, &weights, &input).unwrap();
+    check(&trace, 0);
+    assert_eq!(&run(&program, &weights, &input).unwrap(), trace.output());
+    let distinct = |s: usize| trace.tensor(s).unwrap().to_i64_vec();
+    assert_ne!(
+        distinct(1),
+        distinct(2),
+        "the shared product's two outputs differ"
+    );
+
+    // The hook flips op 1's output: op 2 (same product) is unchanged, op 3 (reads op 1)
+    // follows the changed value.
+    let faulty = Trace::execute_with_hook(&program, &weights, &input, |i, t| {
+        if i == 1 {
+            *t = Tensor::from_i8(t.shape().to_vec(), vec![7; m * k]).unwrap();
+        }
+    })
+    .unwrap();
+    check(&faulty, 1);
+    assert_eq!(faulty.tensor(2).unwrap(), trace.tensor(2).unwrap());
+    assert_ne!(faulty.tensor(3).unwrap(), trace.tensor(3).unwrap());
+}

@@ -10,7 +10,10 @@ use crate::error::Result;
 use crate::gemm::{self, PackedMatrix};
 use crate::tensor::{DType, Tensor};
 use rayon::prelude::*;
+use std::cell::Cell;
 
+/// Most accumulators (4 MiB) a thread keeps for its next `fully_connected`.
+const MAX_KEPT_ACC: usize = 1 << 20;
 /// Multiply-adds from which the batches of a `batch_matmul` go to several threads.
 const PARALLEL_MIN_MACS: usize = 1 << 20;
 
@@ -107,15 +110,50 @@ pub fn fully_connected(
     y_zero_point: i32,
     out: DType,
 ) -> Result<Tensor> {
-    let xs = x.as_i8("fully_connected x")?;
+    let part = FcPart {
+        x,
+        bias,
+        multiplier,
+        shift,
+        x_zero_point,
+        y_zero_point,
+        out,
+    };
+    let mut ys = fully_connected_shared(w, packed, &[part])?;
+    Ok(ys.pop().expect("one part, one output"))
+}
+
+/// The operands and parameters of one `fully_connected` other than its weight matrix.
+#[derive(Clone, Copy, Debug)]
+pub struct FcPart<'a> {
+    /// `x`: `i8 [.., K]`.
+    pub x: &'a Tensor,
+    /// `bias`: `i32 [N]`.
+    pub bias: &'a Tensor,
+    /// `multiplier`: `i32 [N]`.
+    pub multiplier: &'a Tensor,
+    /// `shift`: `i32 [N]`.
+    pub shift: &'a Tensor,
+    /// The op's `x_zero_point`.
+    pub x_zero_point: i32,
+    /// The op's `y_zero_point`.
+    pub y_zero_point: i32,
+    /// The output dtype.
+    pub out: DType,
+}
+
+/// Several `fully_connected` ops by the same weight matrix `w`, each with its own input,
+/// bias, requantization and output dtype, as one matrix product over their stacked rows:
+/// `w` streams through the cache once, and a product of more rows runs closer to the
+/// machine's peak. Output `i` is bit for bit `fully_connected` of part `i` (the product is
+/// exact and each row's sum is independent of the others). `packed`, when given, must be
+/// `w` packed.
+pub fn fully_connected_shared(
+    w: &Tensor,
+    packed: Option<&PackedMatrix>,
+    parts: &[FcPart<'_>],
+) -> Result<Vec<Tensor>> {
     let (n, k) = (w.shape()[0], w.shape()[1]);
-    let (rows, _) = rows_of(x.shape());
-    let bias = bias.as_i32("fully_connected bias")?;
-    let mult = multiplier.as_i32("fully_connected multiplier")?;
-    let shift = shift.as_i32("fully_connected shift")?;
-    check_shifts(OpKind::FullyConnected, shift)?;
-    let mut shape = x.shape().to_vec();
-    *shape.last_mut().unwrap() = n;
     let owned;
     let packed = match packed {
         Some(p) if p.n() == n && p.k() == k => p,
@@ -124,28 +162,73 @@ pub fn fully_connected(
             &owned
         }
     };
-    let mut acc = vec![0i32; rows * n];
-    gemm::matmul(xs, rows, packed, &mut acc);
-    // acc = bias + sum (x - zx) w = bias + sum x w - zx * rowsum(w), all wrapping.
-    let offset = packed
-        .row_sums()
-        .iter()
-        .zip(bias)
-        .map(|(&rs, &b)| b.wrapping_sub(x_zero_point.wrapping_mul(rs)))
-        .collect();
-    // check_shifts: every shift is in 0..=62.
-    let shifts: Vec<u32> = shift.iter().map(|&s| s as u32).collect();
-    let epilogue = Epilogue::new(offset, mult.to_vec(), &shifts, y_zero_point);
+    let row_counts: Vec<usize> = parts.iter().map(|p| rows_of(p.x.shape()).0).collect();
+    let rows: usize = row_counts.iter().sum();
+    let stacked;
+    let xs: &[i8] = match parts {
+        [one] => one.x.as_i8("fully_connected x")?,
+        _ => {
+            let mut all = Vec::with_capacity(rows * k);
+            for p in parts {
+                all.extend_from_slice(p.x.as_i8("fully_connected x")?);
+            }
+            stacked = all;
+            &stacked
+        }
+    };
+    // The accumulators live in a buffer this thread keeps between products: `matmul`
+    // writes every value, so a buffer of the right length needs no zeroing (taken out while
+    // in use, so a product this thread runs meanwhile, stolen work, gets a buffer of its
+    // own).
+    let mut scratch = ACC.with(Cell::take);
+    if scratch.len() < rows * n {
+        scratch = vec![0i32; rows * n];
+    }
+    let acc = &mut scratch[..rows * n];
+    gemm::matmul(xs, rows, packed, acc);
     let isa = Isa::detect();
-    let data = with_dtype!(out, T => {
-        let mut y = vec![T::default(); rows * n];
-        for_each_rows(&mut y, n, n, |first, dst| {
-            let acc = &acc[first * n..first * n + dst.len()];
-            requantize_rows(isa, &epilogue, acc, None, dst);
+    let mut first_row = 0;
+    let mut ys = Vec::with_capacity(parts.len());
+    for (p, &part_rows) in parts.iter().zip(&row_counts) {
+        let bias = p.bias.as_i32("fully_connected bias")?;
+        let mult = p.multiplier.as_i32("fully_connected multiplier")?;
+        let shift = p.shift.as_i32("fully_connected shift")?;
+        check_shifts(OpKind::FullyConnected, shift)?;
+        // acc = bias + sum (x - zx) w = bias + sum x w - zx * rowsum(w), all wrapping.
+        let offset = packed
+            .row_sums()
+            .iter()
+            .zip(bias)
+            .map(|(&rs, &b)| b.wrapping_sub(p.x_zero_point.wrapping_mul(rs)))
+            .collect();
+        // check_shifts: every shift is in 0..=62.
+        let shifts: Vec<u32> = shift.iter().map(|&s| s as u32).collect();
+        let epilogue = Epilogue::new(offset, mult.to_vec(), &shifts, p.y_zero_point);
+        let acc = &acc[first_row * n..(first_row + part_rows) * n];
+        first_row += part_rows;
+        let data = with_dtype!(p.out, T => {
+            let mut y = vec![T::default(); part_rows * n];
+            for_each_rows(&mut y, n, n, |first, dst| {
+                let acc = &acc[first * n..first * n + dst.len()];
+                requantize_rows(isa, &epilogue, acc, None, dst);
+            });
+            T::into_data(y)
         });
-        T::into_data(y)
-    });
-    Tensor::new(shape, data)
+        let mut shape = p.x.shape().to_vec();
+        if let Some(last) = shape.last_mut() {
+            *last = n;
+        }
+        ys.push(Tensor::new(shape, data)?);
+    }
+    if scratch.len() <= MAX_KEPT_ACC {
+        ACC.with(|c| c.set(scratch));
+    }
+    Ok(ys)
+}
+
+thread_local! {
+    /// [`fully_connected_shared`]'s accumulators, kept for the next product on this thread.
+    static ACC: Cell<Vec<i32>> = const { Cell::new(Vec::new()) };
 }
 
 /// `batch_matmul` (spec: `docs/ops.md`).

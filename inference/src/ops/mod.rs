@@ -23,7 +23,7 @@ use fixed_point::MAX_SHIFT;
 use serde::{Deserialize, Serialize};
 
 pub use layout::{concat, embedding, reshape, slice, transpose};
-pub use matmul::{batch_matmul, fully_connected};
+pub use matmul::{FcPart, batch_matmul, fully_connected, fully_connected_shared};
 pub use norm::{layer_norm, rms_norm};
 pub use pointwise::{add, lut, mul, requantize};
 pub use reduce::{argmax, mean_pool};
@@ -741,6 +741,54 @@ impl Op {
             )));
         }
         Ok(())
+    }
+
+    /// Runs several `fully_connected` ops that multiply the same weight matrix (`inputs[1]`
+    /// of each, the same tensor) as one product over their stacked inputs
+    /// ([`fully_connected_shared`]): the outputs are bit for bit those of
+    /// [`Op::execute`] on each. Every op is checked as `execute` checks it; an op of another
+    /// kind or a different weight matrix is an error.
+    pub fn execute_fc_shared(
+        ops: &[(&Self, &[&Tensor], &TensorType)],
+        packed: Option<&PackedMatrix>,
+    ) -> Result<Vec<Tensor>> {
+        let Some(&(_, first, _)) = ops.first() else {
+            return Ok(Vec::new());
+        };
+        let w = *first.get(1).ok_or_else(|| {
+            Error::Param("fully_connected takes 5 operands, got fewer than 2".into())
+        })?;
+        let mut parts = Vec::with_capacity(ops.len());
+        for &(op, inputs, output) in ops {
+            let types: Vec<TensorType> = inputs.iter().map(|t| t.ty()).collect();
+            let refs: Vec<&TensorType> = types.iter().collect();
+            op.check(&refs, output)?;
+            let Self::FullyConnected {
+                x_zero_point,
+                y_zero_point,
+            } = *op
+            else {
+                return Err(Error::Param(format!(
+                    "a shared product runs fully_connected ops only, not {}",
+                    op.kind()
+                )));
+            };
+            if !std::ptr::eq(inputs[1], w) {
+                return Err(Error::Param(
+                    "the ops of a shared product must multiply the same weight tensor".into(),
+                ));
+            }
+            parts.push(FcPart {
+                x: inputs[0],
+                bias: inputs[2],
+                multiplier: inputs[3],
+                shift: inputs[4],
+                x_zero_point,
+                y_zero_point,
+                out: output.dtype,
+            });
+        }
+        fully_connected_shared(w, packed, &parts)
     }
 
     /// Runs the op on checked operands. `packed` may hold the pre-packed `w` of a
