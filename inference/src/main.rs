@@ -106,6 +106,10 @@ struct EmbedArgs {
     /// Where to write the float32 `[n, d]` embeddings.
     #[arg(long)]
     out: PathBuf,
+    /// Run each sentence on its bucket's program, padded, instead of the bucket's program
+    /// for its exact length (same output, slower).
+    #[arg(long)]
+    padded: bool,
 }
 
 #[derive(Args, Debug)]
@@ -122,6 +126,10 @@ struct BenchEmbedArgs {
     /// How long to measure.
     #[arg(long, default_value_t = 5.0)]
     seconds: f64,
+    /// Run each sentence on its bucket's program, padded, instead of the bucket's program
+    /// for its exact length (same output, slower).
+    #[arg(long)]
+    padded: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -508,6 +516,7 @@ fn progress_bar() -> impl FnMut(&str, usize, usize) {
 fn prepare_minilm(a: PrepareMinilmArgs) -> Result<Value> {
     use inference::import::{FloatWeights, bert};
     use inference::tokenize::TextTokenizer;
+    use rayon::prelude::*;
     let mut seq_lens = a.seq_lens.clone();
     seq_lens.sort_unstable();
     seq_lens.dedup();
@@ -535,12 +544,27 @@ fn prepare_minilm(a: PrepareMinilmArgs) -> Result<Value> {
     let mut bar = progress_bar();
     let calibrated = bert::calibrate(&float, bert::MINILM_L6, &calibration, &mut bar)?;
     let mut buckets = Vec::new();
+    let mut shorter = 0;
     for (i, &seq_len) in seq_lens.iter().enumerate() {
         bar("building programs", i, seq_lens.len());
         let model = calibrated.build("all-MiniLM-L6-v2", seq_len, &mut |_, _, _| {})?;
         let dir = format!("seq{seq_len}");
         save_model(&model, &a.out.join(&dir))?;
         write_file(&a.out.join(&dir).join("tokenizer.json"), &tokenizer_json)?;
+        // The bucket's programs for the lengths it serves below its own.
+        let lengths = bert::LengthPrograms {
+            format: bert::LengthPrograms::FORMAT.into(),
+            model_id: model.id(),
+            programs: (shorter + 1..seq_len)
+                .into_par_iter()
+                .map(|len| calibrated.length_program(seq_len, len))
+                .collect::<inference::Result<Vec<_>>>()?,
+        };
+        write_file(
+            &a.out.join(&dir).join(bert::LENGTHS_FILE),
+            &serde_json::to_vec(&lengths)?,
+        )?;
+        shorter = seq_len;
         buckets.push(bert::Bucket {
             seq_len,
             dir,
@@ -566,15 +590,40 @@ fn prepare_minilm(a: PrepareMinilmArgs) -> Result<Value> {
     }))
 }
 
-/// An encoder ready to embed: one model per bucket and the tokenizer.
+/// An encoder ready to embed: one model per bucket, its length programs, the tokenizer.
 struct Encoder {
     family: inference::import::bert::Family,
     models: Vec<Model>,
+    lengths: Vec<Option<inference::import::bert::LengthPrograms>>,
     tokenizer: inference::tokenize::TextTokenizer,
 }
 
+impl Encoder {
+    /// The pooled output for one sentence: on its bucket's program for exactly its length
+    /// when there is one (and `padded` is not asked for), else on the bucket's program,
+    /// padded. Both give the same bits.
+    fn pooled(&self, line: &str, padded: bool) -> Result<Tensor> {
+        use inference::import::bert;
+        let ids = self.tokenizer.encode(line)?;
+        let b = self.family.bucket_for(ids.len());
+        let model = &self.models[b];
+        let exact = match &self.lengths[b] {
+            Some(l) if !padded => l.program(ids.len()),
+            _ => None,
+        };
+        Ok(match exact {
+            Some(program) => run(program, model.weights(), &bert::input(&ids, ids.len())?)?,
+            None => run(
+                model.program(),
+                model.weights(),
+                &bert::input(&ids, self.family.buckets[b].seq_len)?,
+            )?,
+        })
+    }
+}
+
 fn load_encoder(dir: &Path) -> Result<Encoder> {
-    use inference::import::bert::{FAMILY_FILE, Family};
+    use inference::import::bert::{FAMILY_FILE, Family, LENGTHS_FILE, LengthPrograms};
     let index = dir.join(FAMILY_FILE);
     let family = Family::from_json(&std::fs::read(&index).wrap_err_with(|| {
         format!(
@@ -600,6 +649,22 @@ fn load_encoder(dir: &Path) -> Result<Encoder> {
             );
         }
     }
+    // Length programs are optional (a directory from an older import has none).
+    let lengths = family
+        .buckets
+        .iter()
+        .zip(&models)
+        .map(|(b, m)| {
+            let path = dir.join(&b.dir).join(LENGTHS_FILE);
+            match std::fs::read(&path) {
+                Ok(bytes) => LengthPrograms::from_json(&bytes, m.id(), m.program())
+                    .map(Some)
+                    .wrap_err_with(|| format!("{}", path.display())),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(e).wrap_err_with(|| format!("reading {}", path.display())),
+            }
+        })
+        .collect::<Result<Vec<_>>>()?;
     let tok_path = dir.join(&family.buckets[0].dir).join("tokenizer.json");
     let tokenizer = inference::tokenize::TextTokenizer::from_json(
         &std::fs::read(&tok_path).wrap_err_with(|| format!("reading {}", tok_path.display()))?,
@@ -608,6 +673,7 @@ fn load_encoder(dir: &Path) -> Result<Encoder> {
     Ok(Encoder {
         family,
         models,
+        lengths,
         tokenizer,
     })
 }
@@ -622,18 +688,8 @@ fn embed(a: EmbedArgs) -> Result<Value> {
     let started = std::time::Instant::now();
     let rows = lines
         .par_iter()
-        .map(|line| {
-            let ids = enc.tokenizer.encode(line)?;
-            let b = enc.family.bucket_for(ids.len());
-            let model = &enc.models[b];
-            let pooled = run(
-                model.program(),
-                model.weights(),
-                &bert::input(&ids, enc.family.buckets[b].seq_len)?,
-            )?;
-            bert::normalize(&pooled)
-        })
-        .collect::<inference::Result<Vec<_>>>()?;
+        .map(|line| Ok(bert::normalize(&enc.pooled(line, a.padded)?)?))
+        .collect::<Result<Vec<_>>>()?;
     let d = rows.first().map_or(0, Vec::len);
     let flat: Vec<f32> = rows.into_iter().flatten().collect();
     write_file(&a.out, &npy::encode_f32(&[lines.len(), d], &flat))?;
@@ -646,7 +702,17 @@ fn embed(a: EmbedArgs) -> Result<Value> {
         "out": a.out.display().to_string(),
         "seconds": secs,
         "sentences_per_second": lines.len() as f64 / secs,
+        "programs": programs_used(&enc, a.padded),
     }))
+}
+
+/// Which programs `embed` and `bench-embed` ran sentences on.
+fn programs_used(enc: &Encoder, padded: bool) -> &'static str {
+    if padded || enc.lengths.iter().all(Option::is_none) {
+        "bucket programs (padded)"
+    } else {
+        "length programs (exact length; same output as the padded buckets)"
+    }
 }
 
 fn bench_embed(a: BenchEmbedArgs) -> Result<Value> {
@@ -662,16 +728,8 @@ fn bench_embed(a: BenchEmbedArgs) -> Result<Value> {
     if lines.is_empty() {
         bail!("{} has no sentences", a.input.display());
     }
-    let one = |line: &&str| -> inference::Result<Vec<f32>> {
-        let ids = enc.tokenizer.encode(line)?;
-        let b = enc.family.bucket_for(ids.len());
-        let model = &enc.models[b];
-        bert::normalize(&run(
-            model.program(),
-            model.weights(),
-            &bert::input(&ids, enc.family.buckets[b].seq_len)?,
-        )?)
-    };
+    let one =
+        |line: &&str| -> Result<Vec<f32>> { Ok(bert::normalize(&enc.pooled(line, a.padded)?)?) };
     let started = std::time::Instant::now();
     let (mut done, mut next) = (0usize, 0usize);
     while started.elapsed().as_secs_f64() < a.seconds {
@@ -682,10 +740,7 @@ fn bench_embed(a: BenchEmbedArgs) -> Result<Value> {
         if a.batch == 1 {
             one(&batch[0])?;
         } else {
-            batch
-                .par_iter()
-                .map(one)
-                .collect::<inference::Result<Vec<_>>>()?;
+            batch.par_iter().map(one).collect::<Result<Vec<_>>>()?;
         }
         done += a.batch;
     }
@@ -696,5 +751,6 @@ fn bench_embed(a: BenchEmbedArgs) -> Result<Value> {
         "seconds": secs,
         "sentences_per_second": done as f64 / secs,
         "threads": rayon::current_num_threads(),
+        "programs": programs_used(&enc, a.padded),
     }))
 }

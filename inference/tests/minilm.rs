@@ -7,7 +7,9 @@
 
 use inference::commit::TensorHashMemo;
 use inference::import::FloatWeights;
-use inference::import::bert::{self, BertFloat, FAMILY_FILE, Family, MINILM_L6};
+use inference::import::bert::{
+    self, BertFloat, FAMILY_FILE, Family, LENGTHS_FILE, LengthPrograms, MINILM_L6,
+};
 use inference::model::{MANIFEST_FILE, Model, PROGRAM_FILE, WEIGHTS_FILE};
 use inference::tensor::Tensor;
 use inference::tokenize::TextTokenizer;
@@ -200,4 +202,82 @@ fn identical_bytes_across_runs_and_thread_counts() {
         t1.state(t1.op_count()).unwrap(),
         t2.state(t2.op_count()).unwrap()
     );
+}
+
+/// Every bucket has a program for each length it serves below its own, and on every
+/// sentence of both evaluation sets (and on each sentence cut to every length), the
+/// program for the sentence's exact length gives the padded bucket program's output, bit
+/// for bit.
+#[test]
+fn length_programs_give_the_padded_buckets_output() {
+    let Some(m) = load() else { return };
+    let dir = root().join("models/minilm");
+    let mut shorter = 0;
+    let lengths: Vec<LengthPrograms> = m
+        .family
+        .buckets
+        .iter()
+        .zip(&m.models)
+        .map(|(b, model)| {
+            let bytes = std::fs::read(dir.join(&b.dir).join(LENGTHS_FILE)).unwrap();
+            let l = LengthPrograms::from_json(&bytes, model.id(), model.program()).unwrap();
+            for len in shorter + 1..b.seq_len {
+                assert!(l.program(len).is_some(), "bucket {} lacks {len}", b.seq_len);
+            }
+            assert_eq!(l.programs.len(), b.seq_len - shorter - 1);
+            shorter = b.seq_len;
+            l
+        })
+        .collect();
+    // A bucket's programs are refused for another bucket.
+    assert!(
+        LengthPrograms::from_json(
+            &serde_json::to_vec(&lengths[0]).unwrap(),
+            m.models[1].id(),
+            m.models[1].program()
+        )
+        .is_err()
+    );
+    let mut texts = sentences();
+    texts.extend(
+        std::fs::read_to_string(root().join("data/sentences_heldout.txt"))
+            .unwrap()
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(str::to_string),
+    );
+    let mut ids: Vec<Vec<u32>> = texts
+        .iter()
+        .map(|t| m.tokenizer.encode(t).unwrap())
+        .collect();
+    // Every length of every bucket: the longest sentence cut short, closed with its last
+    // token ([SEP]).
+    let longest = ids.iter().max_by_key(|i| i.len()).unwrap().clone();
+    for len in 2..=longest.len() {
+        let mut cut = longest[..len - 1].to_vec();
+        cut.push(*longest.last().unwrap());
+        ids.push(cut);
+    }
+    let mut checked = 0;
+    for ids in &ids {
+        let b = m.family.bucket_for(ids.len());
+        let model = &m.models[b];
+        let padded = run(
+            model.program(),
+            model.weights(),
+            &bert::input(ids, m.family.buckets[b].seq_len).unwrap(),
+        )
+        .unwrap();
+        if let Some(program) = lengths[b].program(ids.len()) {
+            let exact = run(
+                program,
+                model.weights(),
+                &bert::input(ids, ids.len()).unwrap(),
+            )
+            .unwrap();
+            assert_eq!(exact, padded, "{} tokens", ids.len());
+            checked += 1;
+        }
+    }
+    assert!(checked > 200, "{checked} sentences ran on a length program");
 }

@@ -24,7 +24,7 @@ use crate::error::{Error, Result};
 use crate::model::Model;
 use crate::ops::Op;
 use crate::ops::fixed_point::quantize_multiplier;
-use crate::program::{Operand, ProgramBuilder};
+use crate::program::{Operand, Program, ProgramBuilder};
 use crate::tensor::{DType, Tensor, TensorType};
 use std::collections::BTreeMap;
 
@@ -587,6 +587,30 @@ impl Calibrated {
     /// row 1 the attention mask (1 for a token, 0 for padding), and gives `i32 [1, hidden]`,
     /// the masked mean of the last hidden state in fixed point.
     pub fn build(&self, name: &str, seq_len: usize, progress: Progress<'_>) -> Result<Model> {
+        let (program, weights, meta) = self.build_parts(seq_len, seq_len, progress)?;
+        Model::new(name, program, weights, meta)
+    }
+
+    /// The length program of bucket `seq_len` for inputs of exactly `len` tokens
+    /// (`1..=seq_len`): see [`LengthPrograms`].
+    pub fn length_program(&self, seq_len: usize, len: usize) -> Result<Program> {
+        if len == 0 || len > seq_len {
+            return Err(Error::Param(format!(
+                "a length program of bucket {seq_len} takes 1..={seq_len} tokens, not {len}"
+            )));
+        }
+        Ok(self.build_parts(seq_len, len, &mut |_, _, _| {})?.0)
+    }
+
+    /// The program of bucket `seq_len` over `len <= seq_len` tokens (its position table
+    /// sliced in-program when `len < seq_len`), its weights and its metadata.
+    #[allow(clippy::type_complexity)]
+    fn build_parts(
+        &self,
+        seq_len: usize,
+        len: usize,
+        progress: Progress<'_>,
+    ) -> Result<(Program, Vec<(String, Tensor)>, BTreeMap<String, String>)> {
         let (float, sc, cfg) = (&self.float, &self.scales, self.float.cfg);
         if seq_len == 0 || seq_len > cfg.max_positions {
             return Err(Error::Param(format!(
@@ -594,6 +618,7 @@ impl Calibrated {
                 cfg.max_positions
             )));
         }
+        let (table_len, seq_len) = (seq_len, len);
         let BertConfig {
             hidden: d,
             heads,
@@ -644,17 +669,28 @@ impl Calibrated {
                     .collect(),
             )?,
         );
-        let pos_f: Vec<f32> = (0..s * d)
+        let pos_f: Vec<f32> = (0..table_len * d)
             .map(|i| float.position[i] + float.token_type[i % d])
             .collect();
         let s_pos = pos_f.iter().fold(0f32, |a, &v| a.max(v.abs())).max(1e-6) / 32767.0;
-        let pos = q.b.weight(
+        let mut pos = q.b.weight(
             "embeddings.position_and_type",
             Tensor::from_i16(
-                vec![1, s, d],
+                vec![1, table_len, d],
                 pos_f.iter().map(|&v| (v / s_pos).round() as i16).collect(),
             )?,
         );
+        if s < table_len {
+            pos = q.b.push(
+                Op::Slice {
+                    axis: 1,
+                    start: 0,
+                    end: s,
+                },
+                &[pos],
+                DType::I16,
+            )?;
+        }
         let tok = q.b.push(Op::Embedding, &[word, ids], DType::I16)?;
         let s_emb = sc.i16("emb")?;
         let emb = q.add(tok, s_word, pos, s_pos, s_emb, DType::I16)?;
@@ -823,7 +859,7 @@ impl Calibrated {
             format!("{:e}", s_h16 as f64 / 2f64.powi(POOL_BITS as i32)),
         );
         meta.insert("calibration_sentences".into(), self.sentences.to_string());
-        Model::new(name, program, weights, meta)
+        Ok((program, weights, meta))
     }
 }
 
@@ -924,5 +960,94 @@ impl Family {
     /// The longest sequence length.
     pub fn max_seq_len(&self) -> usize {
         self.buckets.last().map_or(0, |b| b.seq_len)
+    }
+}
+
+/// File name of a bucket's [`LengthPrograms`], in the bucket's directory.
+pub const LENGTHS_FILE: &str = "lengths.json";
+
+/// A bucket's length programs: for each input length `len` the bucket serves (above the
+/// next shorter bucket's length, below its own), the bucket's program built over exactly
+/// `len` tokens, with the bucket's own weights (the position table is sliced in-program).
+///
+/// A serving accelerator, not a model: claims and disputes name the bucket's program. On
+/// a sentence of exactly `len` tokens, a length program gives the bucket program's output
+/// bit for bit, because padding never reaches a token's values: every op but the
+/// attention scores and pooling works row by row, a masked softmax column gets `e = 0`
+/// (its probability is the zero point the context product subtracts, so it adds exactly
+/// 0), the row maximum is over kept columns only, and `mean_pool` reads kept positions
+/// only. The length program skips the padded rows and columns, and so runs in the time of
+/// the sentence, not of the bucket (`inference/tests/minilm.rs` checks the equality on
+/// every evaluation sentence).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LengthPrograms {
+    /// Always `fpml-encoder-lengths/1`.
+    pub format: String,
+    /// The bucket's model id.
+    pub model_id: crate::merkle::H256,
+    /// The programs, shortest input first.
+    pub programs: Vec<Program>,
+}
+
+impl LengthPrograms {
+    /// The format tag this build writes and reads.
+    pub const FORMAT: &'static str = "fpml-encoder-lengths/1";
+
+    /// Parses length programs and checks them against their bucket's program (`bucket`,
+    /// model id `model_id`): the same declared weights, inputs `i32 [2, len]` with lengths
+    /// strictly increasing and below the bucket's, each program valid.
+    pub fn from_json(
+        bytes: &[u8],
+        model_id: crate::merkle::H256,
+        bucket: &Program,
+    ) -> Result<Self> {
+        let bad = |why: String| Error::Decode(format!("{LENGTHS_FILE}: {why}"));
+        let l: Self = serde_json::from_slice(bytes).map_err(|e| bad(e.to_string()))?;
+        if l.format != Self::FORMAT {
+            return Err(bad(format!(
+                "format {:?} is not {:?}",
+                l.format,
+                Self::FORMAT
+            )));
+        }
+        if l.model_id != model_id {
+            return Err(bad(format!(
+                "made for model {}, not this bucket's {model_id}",
+                l.model_id
+            )));
+        }
+        let bucket_len = Self::length(bucket)
+            .ok_or_else(|| bad("the bucket's program does not take i32 [2, len]".into()))?;
+        let mut last = 0;
+        for p in &l.programs {
+            p.validate()?;
+            let len = Self::length(p)
+                .ok_or_else(|| bad(format!("a program takes {}, not i32 [2, len]", p.input)))?;
+            if len <= last || len >= bucket_len {
+                return Err(bad(format!(
+                    "lengths must increase and stay below the bucket's {bucket_len} ({len} after {last})"
+                )));
+            }
+            if p.weights != bucket.weights {
+                return Err(bad(format!(
+                    "the program for {len} tokens declares other weights than the bucket's"
+                )));
+            }
+            last = len;
+        }
+        Ok(l)
+    }
+
+    /// The program for inputs of exactly `len` tokens, if there is one.
+    pub fn program(&self, len: usize) -> Option<&Program> {
+        self.programs.iter().find(|p| Self::length(p) == Some(len))
+    }
+
+    /// The number of tokens a program of this form takes (`i32 [2, len]`).
+    fn length(p: &Program) -> Option<usize> {
+        match (p.input.dtype, p.input.shape.as_slice()) {
+            (DType::I32, &[2, len]) => Some(len),
+            _ => None,
+        }
     }
 }
