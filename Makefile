@@ -125,6 +125,7 @@ bench-minilm: models ## MiniLM sentences/s, ours and ONNX Runtime int8 side by s
 	test -f target/minilm-ort/model_int8.onnx || $(VENV_PY) scripts/minilm_ort.py export --out target/minilm-ort
 	for b in 1 64; do \
 		target/release/inference bench-embed --model models/minilm --input data/sentences_eval.txt --batch $$b --seconds 10; \
+		target/release/inference bench-embed --model models/minilm --input data/sentences_eval.txt --batch $$b --seconds 10 --padded; \
 		$(VENV_PY) scripts/minilm_ort.py bench --dir target/minilm-ort --input data/sentences_eval.txt --batch $$b --seconds 10 --threads 2; \
 	done
 
