@@ -33,7 +33,21 @@ fn serving_and_trace_agree_and_every_op_matches_the_reference() {
     let served = run(program, weights, &x).unwrap();
     let trace = Trace::execute(program, weights, &x).unwrap();
     assert_eq!(&served, trace.output());
+    assert_ops_match_the_reference(program, weights, &trace, None);
+}
+
+/// Every op's output in `trace` is the reference's on the trace's own operands (but op
+/// `skip`'s, which a hook replaced).
+fn assert_ops_match_the_reference(
+    program: &inference::program::Program,
+    weights: &inference::trace::Weights,
+    trace: &Trace,
+    skip: Option<usize>,
+) {
     for (i, node) in program.ops.iter().enumerate() {
+        if skip == Some(i + 1) {
+            continue;
+        }
         let operands: Vec<&Tensor> = node
             .inputs
             .iter()
@@ -307,27 +321,8 @@ fn shared_products_match_the_reference_and_respect_hooks() {
     let weights = Weights::new(&program, named.into_iter().map(|(_, t)| t).collect()).unwrap();
     let input = Tensor::from_i8(vec![m, k], bytes(m * k)).unwrap();
 
-    // Every op's output is the reference's on the trace's own operands (but `skip`'s, which
-    // a hook replaced).
-    let check = |trace: &Trace, skip: usize| {
-        for (i, node) in program.ops.iter().enumerate() {
-            if i + 1 == skip {
-                continue;
-            }
-            let operands: Vec<&Tensor> = node
-                .inputs
-                .iter()
-                .map(|o| match *o {
-                    Operand::Slot(s) => trace.tensor(s as usize).unwrap(),
-                    Operand::Weight(w) => &weights.tensors()[w as usize],
-                })
-                .collect();
-            let want = reference::execute(&node.op, &operands, &node.output).unwrap();
-            assert_eq!(trace.tensor(i + 1).unwrap(), &want, "op {}", i + 1);
-        }
-    };
     let trace = Trace::execute(&program, &weights, &input).unwrap();
-    check(&trace, 0);
+    assert_ops_match_the_reference(&program, &weights, &trace, None);
     assert_eq!(&run(&program, &weights, &input).unwrap(), trace.output());
     let distinct = |s: usize| trace.tensor(s).unwrap().to_i64_vec();
     assert_ne!(
@@ -344,7 +339,7 @@ fn shared_products_match_the_reference_and_respect_hooks() {
         }
     })
     .unwrap();
-    check(&faulty, 1);
+    assert_ops_match_the_reference(&program, &weights, &faulty, Some(1));
     assert_eq!(faulty.tensor(2).unwrap(), trace.tensor(2).unwrap());
     assert_ne!(faulty.tensor(3).unwrap(), trace.tensor(3).unwrap());
 }
