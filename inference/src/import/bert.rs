@@ -618,7 +618,8 @@ impl Calibrated {
                 cfg.max_positions
             )));
         }
-        let (table_len, seq_len) = (seq_len, len);
+        // The position table keeps the bucket's rows; the program runs over `len` of them.
+        let table_len = seq_len;
         let BertConfig {
             hidden: d,
             heads,
@@ -627,7 +628,7 @@ impl Calibrated {
             layers,
             ..
         } = cfg;
-        let (s, dh) = (seq_len, d / heads);
+        let (s, dh) = (len, d / heads);
         let mut q = Builder {
             b: ProgramBuilder::new(TensorType::new(DType::I32, vec![2, s])),
         };
