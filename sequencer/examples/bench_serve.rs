@@ -192,16 +192,21 @@ fn run_serving(
                     while Instant::now() < deadline {
                         let body = json!({ "model": "minilm", "text": lines[k % lines.len()] });
                         k += clients;
-                        match agent
+                        // The client reads each answer (the output is what it came for),
+                        // which also lets the agent reuse its connection.
+                        let ok = agent
                             .post(&url)
                             .content_type("application/json")
                             .send(body.to_string())
-                        {
-                            Ok(r) if r.status().as_u16() == 200 => {
-                                done.fetch_add(1, Ordering::Relaxed)
-                            }
-                            _ => errors.fetch_add(1, Ordering::Relaxed),
-                        };
+                            .is_ok_and(|mut r| {
+                                r.status().as_u16() == 200
+                                    && r.body_mut().read_to_string().is_ok_and(|b| !b.is_empty())
+                            });
+                        if ok {
+                            done.fetch_add(1, Ordering::Relaxed);
+                        } else {
+                            errors.fetch_add(1, Ordering::Relaxed);
+                        }
                     }
                     cpu_seconds("/proc/thread-self/stat", ticks).unwrap_or(0.0) - cpu0
                 })
