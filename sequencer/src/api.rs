@@ -159,9 +159,10 @@ pub struct AppState {
     pub ready: AtomicBool,
 }
 
-/// Stores accepted requests with group commit: everything queued when a transaction starts
-/// goes into it, so one fsync covers many requests under load. Each sender learns its
-/// request number only after the commit.
+/// Stores accepted requests that do not wait for their output (`"wait": false`) with group
+/// commit: everything queued when a transaction starts goes into it, so one fsync covers
+/// many requests under load. Each sender learns its request number only after the commit.
+/// (A waiting request is stored with its output instead, by the worker pool's sink.)
 pub async fn run_acceptor(db: SequencerDb, mut rx: mpsc::Receiver<AcceptItem>) {
     const MAX_GROUP: usize = 256;
     while let Some(first) = rx.recv().await {
@@ -348,47 +349,74 @@ async fn inference_inner(
         .models
         .prepare(&req.model, input, s.limits.max_text_bytes)?;
     let started = Instant::now();
-    let (reply, id) = oneshot::channel();
-    s.accept
-        .send((
-            NewRequest {
-                model: prepared.model.clone(),
-                model_id: prepared.bucket.id(),
-                input: prepared.record,
-            },
-            reply,
-        ))
-        .await
-        .map_err(|_| ApiError::internal("the acceptor has stopped"))?;
-    let id = id
-        .await
-        .map_err(|_| ApiError::internal("the acceptor dropped a request"))?
-        .map_err(ApiError::internal)?;
-    s.metrics.request(Outcome::Accepted);
-    tracing::info!(target: "sequencer::api", id, model = %req.model, tokens = prepared.tensor.shape().get(1).copied().unwrap_or(0), "accepted");
-    let (done_tx, done_rx) = oneshot::channel();
-    s.pool
-        .submit(Job {
-            id,
-            model: prepared.bucket,
-            input: prepared.tensor,
-            done: req.wait.then_some(done_tx),
-        })
-        .map_err(ApiError::internal)?;
-    s.metrics.queue_depth.set(s.pool.depth() as i64);
-    let mut status = StatusCode::ACCEPTED;
-    if req.wait {
+    let new = NewRequest {
+        model: prepared.model.clone(),
+        model_id: prepared.bucket.id(),
+        input: prepared.record,
+    };
+    let tokens = prepared.tensor.shape().get(1).copied().unwrap_or(0);
+    let (status, id) = if req.wait {
+        // The client waits for the output: run first and store the request with its output
+        // in one transaction (one commit instead of two). The client learns its number only
+        // once both are stored; a crash before that loses nothing it was told.
+        let id = s.db.reserve_id();
+        let (done_tx, done_rx) = oneshot::channel();
+        s.pool
+            .submit(Job {
+                id,
+                model: prepared.bucket,
+                input: prepared.tensor,
+                done: Some(done_tx),
+                request: Some(new.clone()),
+            })
+            .map_err(ApiError::internal)?;
+        s.metrics.queue_depth.set(s.pool.depth() as i64);
         match tokio::time::timeout(s.limits.wait_timeout, done_rx).await {
             Ok(Ok(_)) => {
-                status = StatusCode::OK;
                 s.metrics
                     .request_seconds
                     .observe(started.elapsed().as_secs_f64());
+                (StatusCode::OK, id)
             }
             Ok(Err(_)) => return Err(ApiError::internal("the worker pool dropped a request")),
-            Err(_) => {}
+            Err(_) => {
+                // Still running: accept it now, as if it had not waited, and answer 202.
+                let db = s.db.clone();
+                let queued = blocking(move || db.accept_reserved(id, new))
+                    .await
+                    .map_err(ApiError::internal)?;
+                let status = if queued {
+                    StatusCode::ACCEPTED
+                } else {
+                    StatusCode::OK
+                };
+                (status, id)
+            }
         }
-    }
+    } else {
+        let (reply, id) = oneshot::channel();
+        s.accept
+            .send((new, reply))
+            .await
+            .map_err(|_| ApiError::internal("the acceptor has stopped"))?;
+        let id = id
+            .await
+            .map_err(|_| ApiError::internal("the acceptor dropped a request"))?
+            .map_err(ApiError::internal)?;
+        s.pool
+            .submit(Job {
+                id,
+                model: prepared.bucket,
+                input: prepared.tensor,
+                done: None,
+                request: None,
+            })
+            .map_err(ApiError::internal)?;
+        s.metrics.queue_depth.set(s.pool.depth() as i64);
+        (StatusCode::ACCEPTED, id)
+    };
+    s.metrics.request(Outcome::Accepted);
+    tracing::info!(target: "sequencer::api", id, model = %req.model, tokens, waited = req.wait, "accepted");
     let view = load(s, id).await?.ok_or_else(|| {
         ApiError::internal(DbError::Missing {
             what: "request",

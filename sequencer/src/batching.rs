@@ -547,6 +547,7 @@ mod tests {
             .iter()
             .map(|&id| Execution {
                 id,
+                request: None,
                 output: Ok(out.clone()),
             })
             .collect();

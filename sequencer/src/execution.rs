@@ -406,6 +406,9 @@ pub struct Job {
     pub input: Tensor,
     /// Told once the result is stored (when a client waits for it).
     pub done: Option<tokio::sync::oneshot::Sender<JobResult>>,
+    /// The request, when it is not stored yet: stored with its output
+    /// ([`crate::db::Execution::request`]).
+    pub request: Option<crate::db::NewRequest>,
 }
 
 /// A finished job, handed to the pool's sink.

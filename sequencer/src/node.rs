@@ -416,6 +416,7 @@ async fn handle_range(
                 model: model.clone(),
                 input: tensor.clone(),
                 done: None,
+                request: None,
             })
             .is_err()
         {

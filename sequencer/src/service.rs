@@ -101,6 +101,7 @@ fn store_results(
         .map(|c| Execution {
             id: c.job.id,
             output: c.result.clone(),
+            request: c.job.request.clone(),
         })
         .collect();
     let mut backoff = Duration::from_millis(50);
@@ -264,6 +265,7 @@ pub async fn start_node(
                         model,
                         input,
                         done: None,
+                        request: None,
                     })
                     .is_ok()
                 {

@@ -272,6 +272,7 @@ fn executed_batch(db: &sequencer::db::SequencerDb) -> u64 {
             let output = Tensor::from_i8(vec![4], vec![1, -2, 3, id as i8]).unwrap();
             Execution {
                 id,
+                request: None,
                 output: Ok(TensorRecord {
                     dtype: DType::I8,
                     shape: vec![4],

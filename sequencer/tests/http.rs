@@ -395,3 +395,61 @@ fn serves_minilm_over_http() {
         assert!(m.contains_key(gauge), "{gauge} missing");
     }
 }
+
+/// A waiting client whose output is not ready within `--http.wait-timeout` gets 202 and a
+/// request number: the request (run before it was stored) is accepted then, and its output
+/// is stored later under that number, once.
+#[test]
+fn a_wait_that_times_out_is_accepted_and_executed_later() {
+    let Some(dir) = minilm_dir() else { return };
+    let engine = CpuEngine::load(&dir);
+    let db = tempfile::tempdir().unwrap();
+    let node = Node::start(db.path(), &dir, &["--http.wait-timeout", "1ms"]);
+    let url = &node.url;
+    // Long sentences (the 128-token bucket): each runs for far longer than 1 ms.
+    let texts: Vec<String> = (0..4)
+        .map(|i| {
+            format!(
+                "{i}: {}",
+                "waiting clients give up before the output is ready; ".repeat(8)
+            )
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for text in &texts {
+        let (status, resp) = infer(url, &json!({ "model": "minilm", "text": text }));
+        assert!(status == 202 || status == 200, "{status}: {resp}");
+        answers.push((status, resp["id"].as_u64().unwrap()));
+    }
+    assert!(
+        answers.iter().any(|&(status, _)| status == 202),
+        "no request outlasted a 1 ms wait: {answers:?}"
+    );
+    let mut ids: Vec<u64> = answers.iter().map(|&(_, id)| id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(
+        ids.len(),
+        texts.len(),
+        "request numbers repeat: {answers:?}"
+    );
+    for (text, &(_, id)) in texts.iter().zip(&answers) {
+        wait_for(
+            Duration::from_secs(60),
+            "the timed-out request's output",
+            || !get_json(url, &format!("/v1/requests/{id}")).1["output"].is_null(),
+        );
+        let (status, r) = get_json(url, &format!("/v1/requests/{id}"));
+        assert_eq!(status, 200);
+        assert_eq!(r["input"]["text"], json!(text));
+        check_output(&r, &engine.embed(text));
+    }
+    // Stored once each, under the numbers the clients were told, and nothing else.
+    assert_eq!(ids, [0, 1, 2, 3]);
+    assert_eq!(get(url, "/v1/requests/4").0, 404);
+    let metrics = parse_metrics(&get(url, "/metrics").1);
+    assert_eq!(
+        metrics.get("sequencer_requests_total{outcome=\"accepted\"}"),
+        Some(&(texts.len() as f64))
+    );
+}

@@ -135,6 +135,65 @@ fn output(i: u64) -> TensorRecord {
 }
 
 #[test]
+fn a_request_run_before_it_is_stored_is_stored_once_with_its_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = SequencerDb::open(dir.path()).unwrap();
+    let accepted = db.accept(vec![new_request(0)]).unwrap();
+    assert_eq!(accepted, [0]);
+    // Numbers are handed out in order whether reserved or accepted.
+    let (a, b, c) = (db.reserve_id(), db.reserve_id(), db.reserve_id());
+    assert_eq!((a, b, c), (1, 2, 3));
+    assert_eq!(db.accept(vec![new_request(4)]).unwrap(), [4]);
+    let run = |id: u64, i: u32| Execution {
+        id,
+        output: Ok(output(id)),
+        request: Some(new_request(i)),
+    };
+
+    // a: its output comes first: stored, executed, claimed and queued for a batch, in one
+    // transaction; storing it again (or accepting it late) changes nothing.
+    db.record_executions(&[run(a, 1)]).unwrap();
+    db.record_executions(&[run(a, 1)]).unwrap();
+    assert!(!db.accept_reserved(a, new_request(1)).unwrap());
+    let view = db.request(a).unwrap().unwrap();
+    assert_eq!(view.request.status, RequestStatus::Pending);
+    assert_eq!(view.request.output, Some(output(a)));
+    assert_eq!(view.request.input, new_request(1).input);
+    assert_eq!(
+        view.claim.unwrap().claim.request_id,
+        sequencer::claim::http_request_id([0; 20], a)
+    );
+    assert_eq!(
+        db.request_number(sequencer::claim::http_request_id([0; 20], a))
+            .unwrap(),
+        Some(a)
+    );
+
+    // b: its client stopped waiting first: accepted and queued like any request, then its
+    // output is recorded the ordinary way.
+    assert!(db.accept_reserved(b, new_request(2)).unwrap());
+    assert!(!db.accept_reserved(b, new_request(2)).unwrap());
+    let queued: Vec<u64> = db.unexecuted().unwrap().iter().map(|r| r.id).collect();
+    assert_eq!(queued, [0, b, 4]);
+    db.record_executions(&[run(b, 2)]).unwrap();
+    assert_eq!(
+        db.request(b).unwrap().unwrap().request.output,
+        Some(output(b))
+    );
+
+    // c never finished (a crash): it is nowhere, and a reopened database goes on above
+    // every stored number.
+    assert!(db.request(c).unwrap().is_none());
+    assert_eq!(db.batch_queue().unwrap().len, 2);
+    let batch = db.make_batch(10).unwrap().unwrap();
+    assert_eq!(batch.requests, [a, b]);
+    drop(db);
+    let db = SequencerDb::open(dir.path()).unwrap();
+    assert_eq!(db.reserve_id(), 5);
+    assert_eq!(db.accept(vec![new_request(6)]).unwrap(), [6]);
+}
+
+#[test]
 fn requests_move_through_execution_batching_and_posting() {
     let dir = tempfile::tempdir().unwrap();
     let db = SequencerDb::open(dir.path()).unwrap();
@@ -145,6 +204,7 @@ fn requests_move_through_execution_batching_and_posting() {
         .iter()
         .map(|&id| Execution {
             id,
+            request: None,
             output: if id == 3 {
                 Err("boom".into())
             } else {

@@ -130,6 +130,7 @@ fn check_pool(executor: Arc<dyn Executor>, registry: &ModelRegistry, threads: us
                 model: p.bucket.clone(),
                 input: p.tensor.clone(),
                 done: None,
+                request: None,
             })
             .unwrap();
         }

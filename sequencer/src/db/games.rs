@@ -159,6 +159,7 @@ mod tests {
             .unwrap();
         db.record_executions(&[Execution {
             id: ids[0],
+            request: None,
             output: Ok(TensorRecord {
                 dtype: inference::DType::I32,
                 shape: vec![1],

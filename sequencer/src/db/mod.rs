@@ -8,6 +8,8 @@ use crate::claim::{Claim, commit_batch};
 use crate::storage::{Database, Result as StorageResult, StorageError, TableStats, Tx};
 use signet_libmdbx::tx::{RoSync, RwSync};
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 use tables::*;
 
@@ -75,6 +77,11 @@ pub struct Execution {
     pub id: u64,
     /// The output, or why it failed.
     pub output: Result<TensorRecord, String>,
+    /// The request itself, when it ran before it was stored (a client waiting for its
+    /// output, under a number from [`SequencerDb::reserve_id`]): it is stored with its
+    /// output in the same transaction, unless it was stored meanwhile
+    /// ([`SequencerDb::accept_reserved`]). `None` for a request accepted before it ran.
+    pub request: Option<NewRequest>,
 }
 
 /// The batch queue at a glance.
@@ -102,6 +109,10 @@ pub struct RequestView {
 pub struct SequencerDb {
     db: Database,
     sequencer: [u8; 20],
+    /// The next request number to hand out (shared by clones): numbers are taken when a
+    /// request is accepted or reserved, so a request that runs before it is stored keeps
+    /// the number its client will be told.
+    next_id: Arc<AtomicU64>,
 }
 
 /// An on-chain request to accept, with its on-chain id.
@@ -126,9 +137,57 @@ impl SequencerDb {
                 expected: SCHEMA_VERSION,
             }),
         })?;
+        let next_id = db
+            .view(|tx| tx.last::<Requests>())?
+            .map_or(0, |(id, _)| id + 1);
         Ok(Self {
             db,
             sequencer: [0; 20],
+            next_id: Arc::new(AtomicU64::new(next_id)),
+        })
+    }
+
+    /// Takes `n` request numbers, above every stored one (inside a write transaction, so
+    /// another handle's writes are seen).
+    fn take_ids(&self, tx: &Tx<RwSync>, n: u64) -> Result<u64> {
+        let stored = tx.last::<Requests>()?.map_or(0, |(id, _)| id + 1);
+        let mut current = self.next_id.load(Ordering::SeqCst);
+        loop {
+            let first = current.max(stored);
+            match self.next_id.compare_exchange(
+                current,
+                first + n,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
+                Ok(_) => return Ok(first),
+                Err(now) => current = now,
+            }
+        }
+    }
+
+    /// Reserves a request number for a request that runs before it is stored (a client
+    /// waiting for its output): [`SequencerDb::record_executions`] stores it with its
+    /// output, under this number, in one transaction, so it costs one commit instead of
+    /// two. Until then it exists nowhere: after a crash it is gone, and so is its number,
+    /// which no client was told.
+    pub fn reserve_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::SeqCst)
+    }
+
+    /// Accepts a request under a number from [`SequencerDb::reserve_id`] whose output is
+    /// not stored yet (its client stopped waiting): it is queued for execution like any
+    /// accepted request, and survives a crash from now on. Returns `false`, changing
+    /// nothing, when the request is already stored (its output came first).
+    pub fn accept_reserved(&self, id: u64, request: NewRequest) -> Result<bool> {
+        let now = now_ms();
+        self.db.update(|tx| {
+            if tx.get::<Requests>(&id)?.is_some() {
+                return Ok(false);
+            }
+            let request_id = crate::claim::http_request_id(self.sequencer, id);
+            put_new(tx, id, request_id, false, request, now)?;
+            Ok(true)
         })
     }
 
@@ -154,7 +213,7 @@ impl SequencerDb {
     pub fn accept(&self, requests: Vec<NewRequest>) -> Result<Vec<u64>> {
         let now = now_ms();
         self.db.update(|tx| {
-            let first = tx.last::<Requests>()?.map_or(0, |(id, _)| id + 1);
+            let first = self.take_ids(tx, requests.len() as u64)?;
             let mut ids = Vec::with_capacity(requests.len());
             for (next, r) in (first..).zip(requests) {
                 let request_id = crate::claim::http_request_id(self.sequencer, next);
@@ -179,15 +238,14 @@ impl SequencerDb {
         let now = now_ms();
         let name = cursor_name.to_string();
         self.db.update(|tx| {
-            let mut next = tx.last::<Requests>()?.map_or(0, |(id, _)| id + 1);
             let mut stored = Vec::with_capacity(requests.len());
             for r in requests {
                 if tx.get::<RequestIds>(&r.request_id)?.is_some() {
                     continue;
                 }
+                let next = self.take_ids(tx, 1)?;
                 put_new(tx, next, r.request_id, true, r.request, now)?;
                 stored.push((next, r.request_id));
-                next += 1;
             }
             tx.put::<ChainCursors>(&name, &cursor)?;
             Ok(stored)
@@ -222,16 +280,25 @@ impl SequencerDb {
     }
 
     /// Stores execution results in one transaction: outputs and claims, and moves each
-    /// request from the execution queue to the batch queue (or marks it failed). Results
-    /// for requests no longer queued are ignored, so storing twice is harmless.
+    /// request from the execution queue to the batch queue (or marks it failed). A request
+    /// that ran before it was stored ([`Execution::request`]) is stored here with its
+    /// output. Results for requests no longer queued are ignored, so storing twice is
+    /// harmless.
     pub fn record_executions(&self, results: &[Execution]) -> Result<()> {
         let now = now_ms();
         self.db.update(|tx| {
             for r in results {
-                if !tx.delete::<ExecutionQueue>(&r.id)? {
-                    continue;
-                }
-                let mut record = request(tx, r.id)?;
+                let mut record = if tx.delete::<ExecutionQueue>(&r.id)? {
+                    request(tx, r.id)?
+                } else {
+                    let Some(new) = &r.request else { continue };
+                    if tx.get::<Requests>(&r.id)?.is_some() {
+                        continue;
+                    }
+                    let request_id = crate::claim::http_request_id(self.sequencer, r.id);
+                    tx.put::<RequestIds>(&request_id, &r.id)?;
+                    new_record(r.id, request_id, false, new.clone(), now)
+                };
                 record.executed_at_ms = Some(now);
                 match &r.output {
                     Ok(output) => {
@@ -465,7 +532,21 @@ fn put_new(
     r: NewRequest,
     now: u64,
 ) -> Result<()> {
-    let record = RequestRecord {
+    tx.put::<Requests>(&id, &new_record(id, request_id, on_chain, r, now))?;
+    tx.put::<RequestIds>(&request_id, &id)?;
+    tx.put::<ExecutionQueue>(&id, &())?;
+    Ok(())
+}
+
+/// A new pending request's record.
+fn new_record(
+    id: u64,
+    request_id: inference::merkle::H256,
+    on_chain: bool,
+    r: NewRequest,
+    now: u64,
+) -> RequestRecord {
+    RequestRecord {
         id,
         request_id,
         on_chain,
@@ -478,11 +559,7 @@ fn put_new(
         batch: None,
         accepted_at_ms: now,
         executed_at_ms: None,
-    };
-    tx.put::<Requests>(&id, &record)?;
-    tx.put::<RequestIds>(&request_id, &id)?;
-    tx.put::<ExecutionQueue>(&id, &())?;
-    Ok(())
+    }
 }
 
 fn request<K: signet_libmdbx::tx::TransactionKind>(tx: &Tx<K>, id: u64) -> Result<RequestRecord> {
