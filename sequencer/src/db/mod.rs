@@ -6,7 +6,7 @@ pub mod tables;
 
 use crate::claim::{Claim, commit_batch};
 use crate::storage::{Database, Result as StorageResult, StorageError, TableStats, Tx};
-use signet_libmdbx::tx::{RoSync, RwSync};
+use signet_libmdbx::tx::{RoSync, Rw};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -149,7 +149,7 @@ impl SequencerDb {
 
     /// Takes `n` request numbers, above every stored one (inside a write transaction, so
     /// another handle's writes are seen).
-    fn take_ids(&self, tx: &Tx<RwSync>, n: u64) -> Result<u64> {
+    fn take_ids(&self, tx: &Tx<Rw>, n: u64) -> Result<u64> {
         let stored = tx.last::<Requests>()?.map_or(0, |(id, _)| id + 1);
         let mut current = self.next_id.load(Ordering::SeqCst);
         loop {
@@ -518,14 +518,14 @@ impl SequencerDb {
     }
 
     /// A read-write transaction, for tools and tests.
-    pub fn tx_mut(&self) -> StorageResult<Tx<RwSync>> {
+    pub fn tx_mut(&self) -> StorageResult<Tx<Rw>> {
         self.db.tx_mut()
     }
 }
 
 /// Stores a new pending request and queues it for execution.
 fn put_new(
-    tx: &Tx<RwSync>,
+    tx: &Tx<Rw>,
     id: u64,
     request_id: inference::merkle::H256,
     on_chain: bool,
