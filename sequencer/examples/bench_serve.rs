@@ -330,7 +330,7 @@ fn main() -> Result<(), Error> {
     let running = runtime.block_on(sequencer::service::start_with(config, serving))?;
     let url = format!("http://{}", running.addr());
     let use_chain = !args.no_chain && args.anvil.is_file();
-    let _anvil = if use_chain {
+    let anvil = if use_chain {
         Some(runtime.block_on(start_chain(&args.anvil, &running))?)
     } else {
         None
@@ -435,5 +435,9 @@ fn main() -> Result<(), Error> {
         })
     );
     runtime.block_on(running.stop());
+    // The poster task goes with the runtime, before anvil stops (else it logs RPC errors
+    // after the summary line).
+    drop(runtime);
+    drop(anvil);
     Ok(())
 }
