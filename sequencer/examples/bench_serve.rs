@@ -20,8 +20,9 @@
 //! `pairs` times, and the report gives every run and the median of the pair ratios B/A. It
 //! also gives the CPU time per request, which other load on the machine does not change:
 //! for A, the process's CPU time over the run; for B, the process's CPU time less that of
-//! the client threads (each reads its own from `/proc/thread-self/stat`). One JSON line per
-//! run, then a summary line.
+//! the client threads (each reads its own from `/proc/thread-self/stat`), and, apart, the
+//! CPU time anvil spent (the chain node shares this machine's cores here, not in
+//! production). One JSON line per run, then a summary line.
 
 use alloy::primitives::U256;
 use clap::Parser;
@@ -92,6 +93,19 @@ fn cpu_seconds(stat: &str, ticks_per_second: f64) -> Result<f64, Error> {
     Ok((utime + stime) / ticks_per_second)
 }
 
+/// CPU seconds of process `pid` and its descendants (anvil from npm is a `node` launcher
+/// whose child is the anvil binary).
+fn tree_cpu_seconds(pid: u32, ticks: f64) -> Result<f64, Error> {
+    let mut total = cpu_seconds(&format!("/proc/{pid}/stat"), ticks)?;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let children = std::fs::read_to_string(task?.path().join("children")).unwrap_or_default();
+        for child in children.split_whitespace() {
+            total += tree_cpu_seconds(child.parse()?, ticks)?;
+        }
+    }
+    Ok(total)
+}
+
 fn clock_ticks() -> f64 {
     std::process::Command::new("getconf")
         .arg("CLK_TCK")
@@ -109,6 +123,8 @@ struct Run {
     errors: u64,
     seconds: f64,
     cpu_seconds: f64,
+    /// CPU seconds of the anvil process over the run (serving with a chain only).
+    chain_cpu_seconds: f64,
 }
 
 impl Run {
@@ -117,6 +133,9 @@ impl Run {
     }
     fn cpu_ms_per_request(&self) -> f64 {
         self.cpu_seconds * 1e3 / self.requests.max(1) as f64
+    }
+    fn chain_cpu_ms_per_request(&self) -> f64 {
+        self.chain_cpu_seconds * 1e3 / self.requests.max(1) as f64
     }
 }
 
@@ -159,12 +178,15 @@ fn run_alone(
         errors,
         seconds,
         cpu_seconds: cpu_seconds("/proc/self/stat", ticks)? - cpu0,
+        chain_cpu_seconds: 0.0,
     })
 }
 
-/// B: `clients` threads POST sentences to `url` and wait for each output, for `seconds`.
+/// B: `clients` threads POST sentences to `url` and wait for each output, for `seconds`
+/// (with `chain_pid`, anvil's process, its CPU time over the run too).
 fn run_serving(
     url: &str,
+    chain_pid: Option<u32>,
     lines: &Arc<Vec<String>>,
     clients: usize,
     seconds: f64,
@@ -174,6 +196,8 @@ fn run_serving(
     let done = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
     let cpu0 = cpu_seconds("/proc/self/stat", ticks)?;
+    let chain_cpu = || chain_pid.map_or(Ok(0.0), |pid| tree_cpu_seconds(pid, ticks));
+    let chain0 = chain_cpu()?;
     let started = Instant::now();
     let deadline = started + Duration::from_secs_f64(seconds);
     let threads: Vec<_> = (0..clients)
@@ -222,6 +246,7 @@ fn run_serving(
         errors: errors.load(Ordering::Relaxed),
         seconds,
         cpu_seconds: cpu_seconds("/proc/self/stat", ticks)? - cpu0 - client_cpu,
+        chain_cpu_seconds: chain_cpu()? - chain0,
     })
 }
 
@@ -353,7 +378,8 @@ fn main() -> Result<(), Error> {
         2.0,
         ticks,
     )?;
-    run_serving(&url, &lines, args.clients, 2.0, ticks)?;
+    let chain_pid = anvil.as_ref().map(|a| a.child().id());
+    run_serving(&url, chain_pid, &lines, args.clients, 2.0, ticks)?;
 
     let mut ratios = Vec::new();
     let (mut a_runs, mut b_runs) = (Vec::new(), Vec::new());
@@ -369,6 +395,7 @@ fn main() -> Result<(), Error> {
         errors: 0,
         seconds: 1.0,
         cpu_seconds: 0.0,
+        chain_cpu_seconds: 0.0,
     };
     for pair in 0..args.pairs {
         if only.is_some() {
@@ -390,7 +417,7 @@ fn main() -> Result<(), Error> {
         let b = if only == Some("alone") {
             skipped
         } else {
-            run_serving(&url, &lines, args.clients, args.seconds, ticks)?
+            run_serving(&url, chain_pid, &lines, args.clients, args.seconds, ticks)?
         };
         for (side, r) in [("inference_alone", a), ("serving", b)] {
             println!(
@@ -400,6 +427,7 @@ fn main() -> Result<(), Error> {
                     "requests": r.requests, "errors": r.errors,
                     "requests_per_second": (r.per_second() * 10.0).round() / 10.0,
                     "cpu_ms_per_request": (r.cpu_ms_per_request() * 1e3).round() / 1e3,
+                    "anvil_cpu_ms_per_request": (r.chain_cpu_ms_per_request() * 1e3).round() / 1e3,
                 })
             );
         }
@@ -431,6 +459,8 @@ fn main() -> Result<(), Error> {
             "inference_alone_cpu_ms_per_request_median": round3(a_cpu),
             "serving_cpu_ms_per_request_median": round3(b_cpu),
             "cpu_ratio_alone_over_serving": round3(a_cpu / b_cpu),
+            "anvil_cpu_ms_per_request_median":
+                round3(median(b_runs.iter().map(Run::chain_cpu_ms_per_request).collect())),
             "batches_built": batches, "batches_posted": posted, "posting": posting,
         })
     );
