@@ -361,16 +361,16 @@ async fn inference_inner(
         // once both are stored; a crash before that loses nothing it was told.
         let id = s.db.reserve_id();
         let (done_tx, done_rx) = oneshot::channel();
-        s.pool
-            .submit(Job {
+        submit(
+            s,
+            Job {
                 id,
                 model: prepared.bucket,
                 input: prepared.tensor,
                 done: Some(done_tx),
                 request: Some(new.clone()),
-            })
-            .map_err(ApiError::internal)?;
-        s.metrics.queue_depth.set(s.pool.depth() as i64);
+            },
+        )?;
         match tokio::time::timeout(s.limits.wait_timeout, done_rx).await {
             Ok(Ok(_)) => {
                 s.metrics
@@ -403,16 +403,16 @@ async fn inference_inner(
             .await
             .map_err(|_| ApiError::internal("the acceptor dropped a request"))?
             .map_err(ApiError::internal)?;
-        s.pool
-            .submit(Job {
+        submit(
+            s,
+            Job {
                 id,
                 model: prepared.bucket,
                 input: prepared.tensor,
                 done: None,
                 request: None,
-            })
-            .map_err(ApiError::internal)?;
-        s.metrics.queue_depth.set(s.pool.depth() as i64);
+            },
+        )?;
         (StatusCode::ACCEPTED, id)
     };
     s.metrics.request(Outcome::Accepted);
@@ -424,6 +424,13 @@ async fn inference_inner(
         })
     })?;
     Ok((status, Json(view_json(&view))).into_response())
+}
+
+/// Queues a job on the worker pool and updates the queue-depth gauge.
+fn submit(s: &AppState, job: Job) -> Result<(), ApiError> {
+    s.pool.submit(job).map_err(ApiError::internal)?;
+    s.metrics.queue_depth.set(s.pool.depth() as i64);
+    Ok(())
 }
 
 async fn load(s: &Arc<AppState>, id: u64) -> Result<Option<RequestView>, ApiError> {

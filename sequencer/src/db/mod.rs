@@ -151,19 +151,8 @@ impl SequencerDb {
     /// another handle's writes are seen).
     fn take_ids(&self, tx: &Tx<Rw>, n: u64) -> Result<u64> {
         let stored = tx.last::<Requests>()?.map_or(0, |(id, _)| id + 1);
-        let mut current = self.next_id.load(Ordering::SeqCst);
-        loop {
-            let first = current.max(stored);
-            match self.next_id.compare_exchange(
-                current,
-                first + n,
-                Ordering::SeqCst,
-                Ordering::SeqCst,
-            ) {
-                Ok(_) => return Ok(first),
-                Err(now) => current = now,
-            }
-        }
+        self.next_id.fetch_max(stored, Ordering::SeqCst);
+        Ok(self.next_id.fetch_add(n, Ordering::SeqCst))
     }
 
     /// Reserves a request number for a request that runs before it is stored (a client

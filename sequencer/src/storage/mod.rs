@@ -184,7 +184,8 @@ impl Database {
     /// without [`Tx::commit`], it is aborted. It begins, runs and commits on the calling
     /// thread (it is not `Send`): the binding's thread-safe kind instead sends the begin and
     /// the commit to a manager thread and back, two thread switches a transaction, which
-    /// cost the serving path about 4% of its throughput.
+    /// cost the serving path about 4% of its throughput (three interleaved `bench_serve
+    /// --no-chain` rounds).
     pub fn tx_mut(&self) -> Result<Tx<Rw>> {
         let guard = self.writer.acquire();
         Ok(Tx {
