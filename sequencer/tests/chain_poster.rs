@@ -454,3 +454,243 @@ async fn an_underpriced_batch_transaction_is_replaced_with_higher_fees_and_mined
     assert!(db.replaced_txs(id).unwrap().is_empty());
     assert!(db.unposted_batches().unwrap().is_empty());
 }
+
+/// A batch of `n` claims from request `first` on: request `i` has a `seq_len`-token input
+/// (`seq_lens` taken in turn) and an output of `out_numel` elements of `dtype`: pseudo-random
+/// non-zero bytes for `i8` and `i16` (the costliest calldata), small values for `i32` (three
+/// zero bytes of four: the calldata floor of EIP-7623 binds less, execution counts more);
+/// all zero with `zero_out` (the calldata's cheapest bytes, so that execution decides).
+fn shaped_payload(
+    batch: u64,
+    first: u64,
+    n: u64,
+    seq_lens: &[usize],
+    (dtype, out_numel, zero_out): (DType, usize, bool),
+) -> BatchPayload {
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64 ^ first;
+    let mut byte = || {
+        seed = seed
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (seed >> 56) as u8 | 1
+    };
+    let (claims, requests): (Vec<Claim>, Vec<RequestRecord>) = (first..first + n)
+        .map(|id| {
+            let seq_len = seq_lens[(id - first) as usize % seq_lens.len()];
+            let tokens: Vec<u32> = (0..seq_len as u32)
+                .map(|t| 1000 + t * 7 + id as u32)
+                .collect();
+            let input = bert::input(&tokens, seq_len).unwrap();
+            let data: Vec<u8> = (0..out_numel * dtype.size())
+                .map(|i| match dtype {
+                    _ if zero_out => 0,
+                    DType::I32 if i % 4 != 0 => 0,
+                    _ => byte(),
+                })
+                .collect();
+            let output = Tensor::from_le_bytes(dtype, vec![out_numel], &data).unwrap();
+            let (_, mut record) = request(id);
+            let claim = Claim {
+                request_id: request_word(id),
+                model_id: record.model_id,
+                input_hash: tensor_hash(&input),
+                output_hash: tensor_hash(&output),
+            };
+            record.input = InputRecord {
+                text: None,
+                tokens,
+                seq_len: seq_len as u32,
+                hash: claim.input_hash,
+            };
+            record.output = Some(TensorRecord {
+                dtype,
+                shape: vec![out_numel as u32],
+                data,
+                hash: claim.output_hash,
+            });
+            record.batch = Some(batch);
+            (claim, record)
+        })
+        .unzip();
+    BatchPayload {
+        batch: BatchRecord {
+            id: batch,
+            requests: (first..first + n).collect(),
+            claims_root: commit_batch(&claims).root,
+            status: BatchStatus::Ready,
+            created_at_ms: 0,
+            attempts: 0,
+        },
+        claims,
+        requests,
+    }
+}
+
+/// The gas limit and call bytes of a signed batch transaction.
+fn gas_and_input(tx: &sequencer::db::tables::SignedTx) -> (u64, Vec<u8>) {
+    use alloy::consensus::{Transaction as _, TxEnvelope};
+    use alloy::eips::eip2718::Decodable2718;
+    let envelope = TxEnvelope::decode_2718(&mut tx.raw.as_slice()).unwrap();
+    (envelope.gas_limit(), envelope.input().to_vec())
+}
+
+/// Once a batch transaction succeeded, the poster stops asking the node to estimate gas (a
+/// search that runs the whole `postBatch` several times) and signs with
+/// `post_batch_gas_bound`, which must cover what each batch really uses and stay within
+/// twice of it, for every shape of batch: one claim, many, long inputs, wide outputs, mixed
+/// buckets. A revert (here: the operator asked its stake back between signing and sending)
+/// sends it back to estimating, so the next batch fails at the estimate, with the
+/// contract's error, instead of reverting again; and while the free stake is short, the
+/// bound is not used at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_success_batches_are_signed_with_a_gas_bound_that_covers_them() {
+    use alloy::providers::Provider;
+    use sequencer::chain::post_batch_gas_bound;
+
+    let net = common::devnet(&DeployConfig::default()).await;
+    let client = sequencer_client(&net, ClientConfig::default()).await;
+    let poster = ChainPoster::new(client.clone(), net.keys[1].clone()).unwrap();
+    let bound_of = |payload: &BatchPayload, input: &[u8]| {
+        post_batch_gas_bound(input, &ChainPoster::batch_data(payload).unwrap())
+    };
+    let post = |tx: sequencer::db::tables::SignedTx| {
+        let (poster, provider) = (poster.clone(), client.provider().clone());
+        async move {
+            assert_eq!(poster.send(&tx).await.unwrap(), SendOutcome::Accepted);
+            let status = mined(&poster, tx.hash).await;
+            let receipt = provider
+                .get_transaction_receipt(alloy::primitives::B256::from(tx.hash.0))
+                .await
+                .unwrap()
+                .unwrap();
+            (status, receipt.gas_used)
+        }
+    };
+
+    // The first batch: the node's estimate (with its margin), not the bound.
+    let first = shaped_payload(1, 1, 3, &[16], (DType::I8, 4, false));
+    let tx = poster.sign(&first).await.unwrap();
+    let (limit, input) = gas_and_input(&tx);
+    assert_ne!(
+        limit,
+        bound_of(&first, &input),
+        "the first batch must be estimated"
+    );
+    let (status, _) = post(tx).await;
+    assert!(matches!(status, TxStatus::Included { success: true, .. }));
+
+    type Output = (DType, usize, bool);
+    let shapes: [(u64, &[usize], Output); 7] = [
+        (1, &[16], (DType::I8, 1, false)),
+        (300, &[1], (DType::I8, 1, false)),
+        (64, &[128], (DType::I32, 384, false)),
+        (64, &[16, 32, 64, 128], (DType::I16, 384, false)),
+        (200, &[16], (DType::I8, 384, false)),
+        (3, &[128], (DType::I32, 4096, false)),
+        (4, &[128], (DType::I32, 16384, true)),
+    ];
+    let mut next = 100;
+    for (b, (n, seq_lens, out)) in shapes.into_iter().enumerate() {
+        let payload = shaped_payload(2 + b as u64, next, n, seq_lens, out);
+        let (dtype, out_numel, _) = out;
+        next += n;
+        let tx = poster.sign(&payload).await.unwrap();
+        let (limit, input) = gas_and_input(&tx);
+        let bound = bound_of(&payload, &input);
+        assert_eq!(limit, bound, "{n} claims: signed with the bound");
+        let (status, used) = post(tx).await;
+        let zeros = input.iter().filter(|&&b| b == 0).count() as u64;
+        let calldata = 4 * zeros + 16 * (input.len() as u64 - zeros);
+        let floor = 21_000 + 10 * (zeros + 4 * (input.len() as u64 - zeros));
+        let execution = match used > floor {
+            true => format!("execution {}", used - 21_000 - calldata),
+            false => "the EIP-7623 floor binds".into(),
+        };
+        eprintln!(
+            "{n} claims, {seq_lens:?} tokens, {out_numel} x {dtype:?} out: used {used}, bound {bound} ({:.2}x); {} call bytes, {execution}",
+            bound as f64 / used as f64,
+            input.len(),
+        );
+        assert!(
+            matches!(status, TxStatus::Included { success: true, .. }),
+            "{n} claims: {status:?} (used {used} of {bound})"
+        );
+        assert!(
+            used <= bound && bound <= 2 * used,
+            "{n} claims: used {used}, bound {bound}"
+        );
+    }
+
+    // Signed with the bound while the stake sufficed; its stake is slashed before it is
+    // mined (a game resolved against it: simulated by writing the stake's storage word,
+    // found as the word of `sequencers[account]` that holds the registered stake).
+    let min_stake = DeployConfig::default().min_stake;
+    let provider = client.provider().clone();
+    let rollup = client.addresses().rollup;
+    let mut stake_slot = None;
+    for p in 0u64..64 {
+        let mut key = [0u8; 64];
+        key[12..32].copy_from_slice(client.account().as_slice());
+        key[56..64].copy_from_slice(&p.to_be_bytes());
+        let slot = alloy::primitives::keccak256(key);
+        let word = provider.get_storage_at(rollup, slot.into()).await.unwrap();
+        if word == alloy::primitives::U256::from(min_stake) {
+            stake_slot = Some(slot);
+            break;
+        }
+    }
+    let stake_slot = stake_slot.expect("the stake's storage word");
+    let set_stake = |stake: u128| {
+        let provider = provider.clone();
+        async move {
+            provider
+                .raw_request::<_, bool>(
+                    "anvil_setStorageAt".into(),
+                    (
+                        rollup,
+                        stake_slot,
+                        alloy::primitives::B256::from(alloy::primitives::U256::from(stake)),
+                    ),
+                )
+                .await
+                .unwrap();
+        }
+    };
+    let payload = shaped_payload(10, next, 2, &[16], (DType::I8, 4, false));
+    let tx = poster.sign(&payload).await.unwrap();
+    let (limit, input) = gas_and_input(&tx);
+    assert_eq!(limit, bound_of(&payload, &input));
+    set_stake(0).await;
+    let (status, _) = post(tx).await;
+    assert!(matches!(status, TxStatus::Included { success: false, .. }));
+    // Back to estimating: the estimate fails with the contract's error, nothing is sent.
+    let sent = || async {
+        client
+            .provider()
+            .get_transaction_count(client.account())
+            .await
+            .unwrap()
+    };
+    let nonce = sent().await;
+    let err = poster.sign(&payload).await.unwrap_err().to_string();
+    assert!(err.contains("InsufficientStake"), "{err}");
+    assert_eq!(sent().await, nonce);
+
+    // The stake back: estimated (and posted) again, then the bound serves again...
+    set_stake(min_stake).await;
+    let tx = poster.sign(&payload).await.unwrap();
+    let (limit, input) = gas_and_input(&tx);
+    assert_ne!(limit, bound_of(&payload, &input));
+    assert!(matches!(
+        post(tx).await.0,
+        TxStatus::Included { success: true, .. }
+    ));
+    let payload = shaped_payload(11, next + 2, 2, &[16], (DType::I8, 4, false));
+    // ...until the operator asks its stake back: then the estimate refuses the batch
+    // before anything is signed or sent.
+    client.request_withdrawal(min_stake).await.unwrap();
+    let nonce = sent().await;
+    let err = poster.sign(&payload).await.unwrap_err().to_string();
+    assert!(err.contains("InsufficientStake"), "{err}");
+    assert_eq!(sent().await, nonce);
+}

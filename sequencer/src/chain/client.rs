@@ -741,6 +741,42 @@ impl ChainClient {
         .await
     }
 
+    /// Asks `amount` wei of this sequencer's stake back (`requestWithdrawal`): from now on it
+    /// no longer counts towards the stake that posting needs.
+    pub async fn request_withdrawal(&self, amount: u128) -> Result<TransactionReceipt> {
+        self.transact(
+            "requestWithdrawal",
+            self.addresses.rollup,
+            &InferenceRollup::requestWithdrawalCall { amount_: amount },
+            U256::ZERO,
+        )
+        .await
+    }
+
+    /// `account`'s stake free of pending withdrawals (`freeStake`).
+    pub async fn free_stake(&self, account: Address) -> Result<U256> {
+        self.retry("rollup.freeStake", || async {
+            self.rollup()
+                .freeStake(account)
+                .call()
+                .await
+                .map_err(|e| classify_contract("rollup.freeStake", &e))
+        })
+        .await
+    }
+
+    /// The least free stake `postBatch` accepts (`minStake`, fixed at deployment).
+    pub async fn min_stake(&self) -> Result<u128> {
+        self.retry("rollup.minStake", || async {
+            self.rollup()
+                .minStake()
+                .call()
+                .await
+                .map_err(|e| classify_contract("rollup.minStake", &e))
+        })
+        .await
+    }
+
     /// Posts a batch: its claims root and count, with `data` as calldata. Returns the batch
     /// id and the receipt.
     pub async fn post_batch(&self, data: &BatchData) -> Result<(u64, TransactionReceipt)> {

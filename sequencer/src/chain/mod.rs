@@ -37,7 +37,7 @@ pub use client::{ChainClient, ClientConfig};
 pub use deploy::{DeployConfig, Deployment};
 pub use driver::{DriverConfig, GameDriver, GameEnd};
 pub use follower::{ChainEvent, EventFollower, LogPosition};
-pub use poster::ChainPoster;
+pub use poster::{ChainPoster, post_batch_gas_bound};
 
 /// How to recover from an error.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

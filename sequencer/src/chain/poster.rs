@@ -6,6 +6,15 @@
 //! Fees are EIP-1559 fees from the node's estimate, capped by the client's fee ceiling
 //! ([`super::ClientConfig::fee_ceiling`]). A transaction left pending is replaced by
 //! [`BatchPoster::bump`] with [`Fees::bumped`] fees.
+//!
+//! Gas: the node's `eth_estimateGas` runs the whole `postBatch` several times over (a search
+//! for the least gas that succeeds), each run hashing every input and output. So it is asked
+//! only until a batch transaction of this poster succeeds; from then on the gas limit is
+//! [`post_batch_gas_bound`], computed from the transaction's bytes, as long as the posting
+//! account's free stake is at least the rollup's minimum (checked with one `freeStake` view
+//! call per batch: the other reason `postBatch` reverts, bad data, would be this program's
+//! bug). A batch transaction that reverts anyway sends the poster back to estimating, so a
+//! revert is not repeated: the estimate fails instead, with the contract's error.
 
 use super::batch_data::{BatchData, BatchEntry};
 use super::bindings::InferenceRollup;
@@ -26,13 +35,69 @@ use alloy::sol_types::SolCall;
 use inference::import::bert;
 use inference::merkle::H256;
 use inference::tensor::Tensor;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
 /// Posts the sequencer's batches to the rollup.
 #[derive(Clone, Debug)]
 pub struct ChainPoster {
     client: ChainClient,
     wallet: EthereumWallet,
-    metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
+    metrics: Option<Arc<crate::metrics::Metrics>>,
+    gas: Arc<GasSource>,
+}
+
+/// Where the poster takes a batch transaction's gas limit from (shared by its clones).
+#[derive(Debug, Default)]
+struct GasSource {
+    /// A batch transaction of this poster succeeded, and none reverted since: the bound
+    /// serves. False at start and after a revert: the node estimates.
+    bound_trusted: AtomicBool,
+    /// The rollup's `minStake` (fixed at deployment), once read.
+    min_stake: OnceLock<u128>,
+}
+
+/// Execution gas of `postBatch` besides its claims: the batch's storage slots written from
+/// zero, the batch counter, the stake checks (cold reads), the event and the call's
+/// overhead (a one-claim batch of the smallest tensors executes 61,000 on anvil).
+pub const POST_BATCH_EXEC_BASE: u64 = 120_000;
+/// Execution gas per claim besides its tensors' leaves: its two tensor types read and
+/// checked, its claim leaf and its place in the claims tree (about 1,700 measured: 300
+/// claims of one-leaf tensors).
+pub const POST_BATCH_EXEC_PER_CLAIM: u64 = 3_000;
+/// Execution gas per 32-byte leaf of an input or output: hashed out of calldata, with its
+/// share of the tensor tree's inner nodes (about 217 measured: outputs of 2,048 leaves).
+pub const POST_BATCH_EXEC_PER_LEAF: u64 = 330;
+/// The most gas one transaction may ask for from Osaka on (EIP-7825); a larger bound goes
+/// to the node's estimate instead.
+pub const MAX_TX_GAS: u64 = 1 << 24;
+
+/// An upper bound on the gas of a `postBatch` transaction whose call bytes are
+/// `call_input`, carrying `data`, that does not revert: 21,000, the calldata's exact cost (4
+/// gas per zero byte, 16 per other byte; at least the EIP-7623 floor of 10 and 40 where that
+/// applies), and the execution bounded by [`POST_BATCH_EXEC_BASE`], [`POST_BATCH_EXEC_PER_CLAIM`]
+/// for each claim and [`POST_BATCH_EXEC_PER_LEAF`] for each 32-byte leaf of each input and
+/// output (at least one leaf each). The execution constants are 1.5-2 times what the
+/// contract measures; `tests/chain_poster.rs` checks the bound against what batches of
+/// several shapes use on anvil, and that it stays within twice of it. The calldata usually
+/// decides: from Prague the floor binds for most real batches, and the bound is exact.
+pub fn post_batch_gas_bound(call_input: &[u8], data: &BatchData) -> u64 {
+    let zeros = call_input.iter().filter(|&&b| b == 0).count() as u64;
+    let others = call_input.len() as u64 - zeros;
+    let calldata = 4 * zeros + 16 * others;
+    let floor = 10 * (zeros + 4 * others);
+    let leaves: u64 = data
+        .entries
+        .iter()
+        .map(|e| {
+            let leaves = |t: &Tensor| (t.ty().byte_len() as u64).div_ceil(32).max(1);
+            leaves(&e.input) + leaves(&e.output)
+        })
+        .sum();
+    let execution = POST_BATCH_EXEC_BASE
+        + POST_BATCH_EXEC_PER_CLAIM * data.entries.len() as u64
+        + POST_BATCH_EXEC_PER_LEAF * leaves;
+    21_000 + (calldata + execution).max(floor)
 }
 
 impl ChainPoster {
@@ -49,11 +114,12 @@ impl ChainPoster {
             client,
             wallet: EthereumWallet::from(signer),
             metrics: None,
+            gas: Arc::default(),
         })
     }
 
     /// Counts the gas of included batch transactions in `metrics`.
-    pub fn with_metrics(mut self, metrics: std::sync::Arc<crate::metrics::Metrics>) -> Self {
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
         self.metrics = Some(metrics);
         self
     }
@@ -113,6 +179,8 @@ impl ChainPoster {
             .await
             .map_err(|e| classify("chainId", &e))?;
         let input = Bytes::from(call.abi_encode());
+        let bound = post_batch_gas_bound(&input, &data);
+        let use_bound = self.bound_serves(bound).await?;
         let rollup = self.client.addresses().rollup;
         let fees = self
             .client
@@ -128,12 +196,18 @@ impl ChainPoster {
                     .with_value(U256::ZERO)
                     .with_nonce(nonce)
                     .with_chain_id(chain_id);
-                let gas = p
-                    .estimate_gas(tx.clone())
-                    .await
-                    .map_err(|e| classify("estimateGas postBatch", &e))?;
+                let gas = if use_bound {
+                    bound
+                } else {
+                    let estimate = p
+                        .estimate_gas(tx.clone())
+                        .await
+                        .map_err(|e| classify("estimateGas postBatch", &e))?;
+                    with_gas_margin(estimate)
+                };
+                tracing::debug!(target: "sequencer::posting", batch = payload.batch.id, gas, from_bound = use_bound, "batch transaction gas limit");
                 tx = tx
-                    .with_gas_limit(with_gas_margin(gas))
+                    .with_gas_limit(gas)
                     .with_max_fee_per_gas(fees.max_fee)
                     .with_max_priority_fee_per_gas(fees.tip);
                 let envelope = tx.build(&self.wallet).await.map_err(|e| ChainError::Rpc {
@@ -148,6 +222,24 @@ impl ChainPoster {
                 })
             })
             .await
+    }
+
+    /// Whether `bound` may serve as the next batch transaction's gas limit: a batch
+    /// transaction of this poster succeeded and none reverted since, the bound is within
+    /// [`MAX_TX_GAS`], and the account's free stake is at least the rollup's minimum.
+    async fn bound_serves(&self, bound: u64) -> Result<bool> {
+        if bound > MAX_TX_GAS || !self.gas.bound_trusted.load(Ordering::Acquire) {
+            return Ok(false);
+        }
+        let min_stake = match self.gas.min_stake.get() {
+            Some(&m) => m,
+            None => {
+                let m = self.client.min_stake().await?;
+                *self.gas.min_stake.get_or_init(|| m)
+            }
+        };
+        let free = self.client.free_stake(self.client.account()).await?;
+        Ok(free >= U256::from(min_stake))
     }
 
     async fn bump_tx(&self, tx: &SignedTx) -> Result<Option<SignedTx>> {
@@ -240,6 +332,7 @@ impl BatchPoster for ChainPoster {
             if let Some(m) = &self.metrics {
                 m.gas_spent(crate::metrics::GasPurpose::Post, r.gas_used);
             }
+            self.gas.bound_trusted.store(r.status(), Ordering::Release);
             return Ok(TxStatus::Included {
                 block,
                 success: r.status(),
