@@ -24,6 +24,11 @@
 //! CPU time anvil spent (the chain node shares this machine's cores here, not in
 //! production). One JSON line per run, then a summary line.
 
+/// The allocator of the `sequencer` binary (both sides of the comparison run in this
+/// process).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use alloy::primitives::U256;
 use clap::Parser;
 use rayon::prelude::*;
