@@ -44,17 +44,20 @@ pub struct ChainPoster {
     client: ChainClient,
     wallet: EthereumWallet,
     metrics: Option<Arc<crate::metrics::Metrics>>,
-    gas: Arc<GasSource>,
+    state: Arc<PosterState>,
 }
 
-/// Where the poster takes a batch transaction's gas limit from (shared by its clones).
+/// What the poster learns as it goes (shared by its clones): where a batch transaction's
+/// gas limit comes from, and the chain's fixed facts.
 #[derive(Debug, Default)]
-struct GasSource {
+struct PosterState {
     /// A batch transaction of this poster succeeded, and none reverted since: the bound
     /// serves. False at start and after a revert: the node estimates.
     bound_trusted: AtomicBool,
     /// The rollup's `minStake` (fixed at deployment), once read.
     min_stake: OnceLock<u128>,
+    /// The chain id, once read.
+    chain_id: OnceLock<u64>,
 }
 
 /// Execution gas of `postBatch` besides its claims: the batch's storage slots written from
@@ -114,7 +117,7 @@ impl ChainPoster {
             client,
             wallet: EthereumWallet::from(signer),
             metrics: None,
-            gas: Arc::default(),
+            state: Arc::default(),
         })
     }
 
@@ -174,10 +177,16 @@ impl ChainPoster {
         };
         let p = self.client.provider();
         let from = self.client.account();
-        let chain_id = p
-            .get_chain_id()
-            .await
-            .map_err(|e| classify("chainId", &e))?;
+        let chain_id = match self.state.chain_id.get() {
+            Some(&id) => id,
+            None => {
+                let id = p
+                    .get_chain_id()
+                    .await
+                    .map_err(|e| classify("chainId", &e))?;
+                *self.state.chain_id.get_or_init(|| id)
+            }
+        };
         let input = Bytes::from(call.abi_encode());
         let bound = post_batch_gas_bound(&input, &data);
         let use_bound = self.bound_serves(bound).await?;
@@ -228,14 +237,14 @@ impl ChainPoster {
     /// transaction of this poster succeeded and none reverted since, the bound is within
     /// [`MAX_TX_GAS`], and the account's free stake is at least the rollup's minimum.
     async fn bound_serves(&self, bound: u64) -> Result<bool> {
-        if bound > MAX_TX_GAS || !self.gas.bound_trusted.load(Ordering::Acquire) {
+        if bound > MAX_TX_GAS || !self.state.bound_trusted.load(Ordering::Acquire) {
             return Ok(false);
         }
-        let min_stake = match self.gas.min_stake.get() {
+        let min_stake = match self.state.min_stake.get() {
             Some(&m) => m,
             None => {
                 let m = self.client.min_stake().await?;
-                *self.gas.min_stake.get_or_init(|| m)
+                *self.state.min_stake.get_or_init(|| m)
             }
         };
         let free = self.client.free_stake(self.client.account()).await?;
@@ -332,7 +341,7 @@ impl BatchPoster for ChainPoster {
             if let Some(m) = &self.metrics {
                 m.gas_spent(crate::metrics::GasPurpose::Post, r.gas_used);
             }
-            self.gas.bound_trusted.store(r.status(), Ordering::Release);
+            self.state.bound_trusted.store(r.status(), Ordering::Release);
             return Ok(TxStatus::Included {
                 block,
                 success: r.status(),
