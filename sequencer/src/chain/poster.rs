@@ -341,7 +341,9 @@ impl BatchPoster for ChainPoster {
             if let Some(m) = &self.metrics {
                 m.gas_spent(crate::metrics::GasPurpose::Post, r.gas_used);
             }
-            self.state.bound_trusted.store(r.status(), Ordering::Release);
+            self.state
+                .bound_trusted
+                .store(r.status(), Ordering::Release);
             return Ok(TxStatus::Included {
                 block,
                 success: r.status(),
