@@ -58,6 +58,22 @@ fn request(id: u64) -> (Claim, RequestRecord) {
     (claim, record)
 }
 
+/// A `ready` batch `id` of `claims`, with their requests (numbered as in `requests`).
+fn ready_payload(id: u64, claims: Vec<Claim>, requests: Vec<RequestRecord>) -> BatchPayload {
+    BatchPayload {
+        batch: BatchRecord {
+            id,
+            requests: requests.iter().map(|r| r.id).collect(),
+            claims_root: commit_batch(&claims).root,
+            status: BatchStatus::Ready,
+            created_at_ms: 0,
+            attempts: 0,
+        },
+        claims,
+        requests,
+    }
+}
+
 /// Key 1 of `net`, registered as a sequencer, through a client with `config`.
 async fn sequencer_client(net: &common::Devnet, config: ClientConfig) -> ChainClient {
     let client = ChainClient::connect(
@@ -81,18 +97,7 @@ async fn poster_signs_sends_and_the_data_decodes_back() {
     let key = |i: usize| net.keys[i].clone();
     let client = sequencer_client(&net, ClientConfig::default()).await;
     let (claims, requests): (Vec<Claim>, Vec<RequestRecord>) = (1..=3).map(request).unzip();
-    let payload = BatchPayload {
-        batch: BatchRecord {
-            id: 1,
-            requests: vec![1, 2, 3],
-            claims_root: commit_batch(&claims).root,
-            status: BatchStatus::Ready,
-            created_at_ms: 0,
-            attempts: 0,
-        },
-        claims: claims.clone(),
-        requests,
-    };
+    let payload = ready_payload(1, claims.clone(), requests);
     let poster = ChainPoster::new(client.clone(), key(1)).unwrap();
     let tx = poster.sign(&payload).await.unwrap();
     assert_eq!(poster.status(tx.hash).await.unwrap(), TxStatus::Unknown);
@@ -148,18 +153,7 @@ async fn a_transaction_between_signing_and_sending_takes_the_next_nonce() {
     let payload = |first: u64| {
         let (claims, requests): (Vec<Claim>, Vec<RequestRecord>) =
             (first..first + 2).map(request).unzip();
-        BatchPayload {
-            batch: BatchRecord {
-                id: first,
-                requests: vec![first, first + 1],
-                claims_root: commit_batch(&claims).root,
-                status: BatchStatus::Ready,
-                created_at_ms: 0,
-                attempts: 0,
-            },
-            claims,
-            requests,
-        }
+        ready_payload(first, claims, requests)
     };
     let nonce_of = |client: &ChainClient, hash: alloy::primitives::B256| {
         let p = client.provider().clone();
@@ -512,18 +506,7 @@ fn shaped_payload(
             (claim, record)
         })
         .unzip();
-    BatchPayload {
-        batch: BatchRecord {
-            id: batch,
-            requests: (first..first + n).collect(),
-            claims_root: commit_batch(&claims).root,
-            status: BatchStatus::Ready,
-            created_at_ms: 0,
-            attempts: 0,
-        },
-        claims,
-        requests,
-    }
+    ready_payload(batch, claims, requests)
 }
 
 /// The gas limit and call bytes of a signed batch transaction.
