@@ -286,20 +286,10 @@ impl ChainClient {
         };
         let r = InferenceRollup::new(rollup, client.provider.clone());
         let games = client
-            .retry("rollup.games", || async {
-                r.games()
-                    .call()
-                    .await
-                    .map_err(|e| classify_contract("rollup.games", &e))
-            })
+            .view("rollup.games", || async { r.games().call().await })
             .await?;
         let registry = client
-            .retry("rollup.registry", || async {
-                r.registry()
-                    .call()
-                    .await
-                    .map_err(|e| classify_contract("rollup.registry", &e))
-            })
+            .view("rollup.registry", || async { r.registry().call().await })
             .await?;
         client.addresses.games = games;
         client.addresses.registry = registry;
@@ -309,6 +299,19 @@ impl ChainClient {
     /// The same client signing with another key (shares nothing but the node).
     pub async fn with_signer(&self, rpc_url: &str, signer: PrivateKeySigner) -> Result<Self> {
         Self::connect(rpc_url, signer, self.addresses.rollup, self.config.clone()).await
+    }
+
+    /// A contract view call through [`ChainClient::retry`], its errors classified as `op`
+    /// (a revert decoded by [`classify_contract`]).
+    async fn view<T, F, Fut>(&self, op: &'static str, call: F) -> Result<T>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = std::result::Result<T, alloy::contract::Error>>,
+    {
+        self.retry(op, || async {
+            call().await.map_err(|e| classify_contract(op, &e))
+        })
+        .await
     }
 
     /// The signing account.
@@ -755,24 +758,16 @@ impl ChainClient {
 
     /// `account`'s stake free of pending withdrawals (`freeStake`).
     pub async fn free_stake(&self, account: Address) -> Result<U256> {
-        self.retry("rollup.freeStake", || async {
-            self.rollup()
-                .freeStake(account)
-                .call()
-                .await
-                .map_err(|e| classify_contract("rollup.freeStake", &e))
+        self.view("rollup.freeStake", || async {
+            self.rollup().freeStake(account).call().await
         })
         .await
     }
 
     /// The least free stake `postBatch` accepts (`minStake`, fixed at deployment).
     pub async fn min_stake(&self) -> Result<u128> {
-        self.retry("rollup.minStake", || async {
-            self.rollup()
-                .minStake()
-                .call()
-                .await
-                .map_err(|e| classify_contract("rollup.minStake", &e))
+        self.view("rollup.minStake", || async {
+            self.rollup().minStake().call().await
         })
         .await
     }
@@ -829,12 +824,8 @@ impl ChainClient {
         proof: &MerkleProof,
     ) -> Result<(U256, TransactionReceipt)> {
         let bond = self
-            .retry("games.challengerBond", || async {
-                self.games()
-                    .challengerBond()
-                    .call()
-                    .await
-                    .map_err(|e| classify_contract("games.challengerBond", &e))
+            .view("games.challengerBond", || async {
+                self.games().challengerBond().call().await
             })
             .await?;
         let call = InferenceRollup::challengeCall {
@@ -861,24 +852,19 @@ impl ChainClient {
 
     /// How claim `index` of batch `batch` stands: 0 pending, 1 final, 2 invalidated.
     pub async fn claim_state(&self, batch: u64, index: u64) -> Result<u8> {
-        self.retry("rollup.claimState", || async {
+        self.view("rollup.claimState", || async {
             self.rollup()
                 .claimState(U256::from(batch), U256::from(index))
                 .call()
                 .await
-                .map_err(|e| classify_contract("rollup.claimState", &e))
         })
         .await
     }
 
     /// Payouts credited to `account` by the games and not withdrawn.
     pub async fn games_credit(&self, account: Address) -> Result<U256> {
-        self.retry("games.credit", || async {
-            self.games()
-                .credit(account)
-                .call()
-                .await
-                .map_err(|e| classify_contract("games.credit", &e))
+        self.view("games.credit", || async {
+            self.games().credit(account).call().await
         })
         .await
     }
@@ -901,12 +887,8 @@ impl ChainClient {
 
     /// The game `id` as the contract shows it.
     pub async fn game(&self, id: U256) -> Result<DisputeGame::GameView> {
-        self.retry("games.game", || async {
-            self.games()
-                .game(id)
-                .call()
-                .await
-                .map_err(|e| classify_contract("games.game", &e))
+        self.view("games.game", || async {
+            self.games().game(id).call().await
         })
         .await
     }

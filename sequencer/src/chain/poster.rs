@@ -35,6 +35,7 @@ use alloy::sol_types::SolCall;
 use inference::import::bert;
 use inference::merkle::H256;
 use inference::tensor::Tensor;
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
@@ -101,6 +102,18 @@ pub fn post_batch_gas_bound(call_input: &[u8], data: &BatchData) -> u64 {
         + POST_BATCH_EXEC_PER_CLAIM * data.entries.len() as u64
         + POST_BATCH_EXEC_PER_LEAF * leaves;
     21_000 + (calldata + execution).max(floor)
+}
+
+/// The value in `cell`, read with `read` the first time (a fixed fact of the chain).
+async fn read_once<T: Copy>(
+    cell: &OnceLock<T>,
+    read: impl Future<Output = Result<T>>,
+) -> Result<T> {
+    if let Some(&v) = cell.get() {
+        return Ok(v);
+    }
+    let v = read.await?;
+    Ok(*cell.get_or_init(|| v))
 }
 
 impl ChainPoster {
@@ -177,19 +190,12 @@ impl ChainPoster {
         };
         let p = self.client.provider();
         let from = self.client.account();
-        let chain_id = match self.state.chain_id.get() {
-            Some(&id) => id,
-            None => {
-                let id = p
-                    .get_chain_id()
-                    .await
-                    .map_err(|e| classify("chainId", &e))?;
-                *self.state.chain_id.get_or_init(|| id)
-            }
-        };
+        let chain_id = read_once(&self.state.chain_id, async {
+            p.get_chain_id().await.map_err(|e| classify("chainId", &e))
+        })
+        .await?;
         let input = Bytes::from(call.abi_encode());
-        let bound = post_batch_gas_bound(&input, &data);
-        let use_bound = self.bound_serves(bound).await?;
+        let bound = self.usable_bound(&input, &data).await?;
         let rollup = self.client.addresses().rollup;
         let fees = self
             .client
@@ -205,7 +211,7 @@ impl ChainPoster {
                     .with_value(U256::ZERO)
                     .with_nonce(nonce)
                     .with_chain_id(chain_id);
-                let gas = if use_bound {
+                let gas = if let Some(bound) = bound {
                     bound
                 } else {
                     let estimate = p
@@ -214,7 +220,7 @@ impl ChainPoster {
                         .map_err(|e| classify("estimateGas postBatch", &e))?;
                     with_gas_margin(estimate)
                 };
-                tracing::debug!(target: "sequencer::posting", batch = payload.batch.id, gas, from_bound = use_bound, "batch transaction gas limit");
+                tracing::debug!(target: "sequencer::posting", batch = payload.batch.id, gas, from_bound = bound.is_some(), "batch transaction gas limit");
                 tx = tx
                     .with_gas_limit(gas)
                     .with_max_fee_per_gas(fees.max_fee)
@@ -233,22 +239,21 @@ impl ChainPoster {
             .await
     }
 
-    /// Whether `bound` may serve as the next batch transaction's gas limit: a batch
-    /// transaction of this poster succeeded and none reverted since, the bound is within
-    /// [`MAX_TX_GAS`], and the account's free stake is at least the rollup's minimum.
-    async fn bound_serves(&self, bound: u64) -> Result<bool> {
-        if bound > MAX_TX_GAS || !self.state.bound_trusted.load(Ordering::Acquire) {
-            return Ok(false);
+    /// [`post_batch_gas_bound`] of a batch transaction with call bytes `input` carrying
+    /// `data`, if it may serve as its gas limit: a batch transaction of this poster
+    /// succeeded and none reverted since, the bound is within [`MAX_TX_GAS`], and the
+    /// account's free stake is at least the rollup's minimum. `None`: ask the node.
+    async fn usable_bound(&self, input: &[u8], data: &BatchData) -> Result<Option<u64>> {
+        if !self.state.bound_trusted.load(Ordering::Acquire) {
+            return Ok(None);
         }
-        let min_stake = match self.state.min_stake.get() {
-            Some(&m) => m,
-            None => {
-                let m = self.client.min_stake().await?;
-                *self.state.min_stake.get_or_init(|| m)
-            }
-        };
+        let bound = post_batch_gas_bound(input, data);
+        if bound > MAX_TX_GAS {
+            return Ok(None);
+        }
+        let min_stake = read_once(&self.state.min_stake, self.client.min_stake()).await?;
         let free = self.client.free_stake(self.client.account()).await?;
-        Ok(free >= U256::from(min_stake))
+        Ok((free >= U256::from(min_stake)).then_some(bound))
     }
 
     async fn bump_tx(&self, tx: &SignedTx) -> Result<Option<SignedTx>> {
