@@ -28,6 +28,7 @@ pub mod npy;
 pub mod one_step;
 pub mod ops;
 pub mod program;
+mod row_parallel;
 #[cfg(feature = "tch")]
 pub mod tch_backend;
 pub mod tensor;

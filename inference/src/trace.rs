@@ -11,6 +11,7 @@ use crate::gemm::PackedMatrix;
 use crate::merkle::{H256, MerkleProof, MerkleTree, RangeProof};
 use crate::ops::Op;
 use crate::program::{Operand, Program};
+use crate::row_parallel;
 use crate::tensor::Tensor;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -196,7 +197,7 @@ fn step(
 
 /// How many ops from `index` on (1-based; at least 1) run as one shared product: a run of
 /// `fully_connected` ops by the same weight matrix, none reading an output of the run.
-fn shared_product_len(program: &Program, index: usize) -> usize {
+pub(crate) fn shared_product_len(program: &Program, index: usize) -> usize {
     let weight_of = |i: usize| match program.ops.get(i - 1) {
         Some(node) => match (&node.op, node.inputs.get(1)) {
             (Op::FullyConnected { .. }, Some(&Operand::Weight(w))) => Some(w),
@@ -220,8 +221,13 @@ fn shared_product_len(program: &Program, index: usize) -> usize {
 }
 
 /// The serving path: the program's output on `input`, nothing else.
+///
+/// Called from outside the thread pool, the program has every core to itself: runs of
+/// row-local ops are then cut into row blocks, one per thread ([`row_parallel`]). Called
+/// from inside the pool (programs side by side, one per core), each op runs whole.
 pub fn run(program: &Program, weights: &Weights, input: &Tensor) -> Result<Tensor> {
-    in_hot_pool(|| run_in_pool(program, weights, input))
+    let split_rows = rayon::current_thread_index().is_none();
+    in_hot_pool(|| run_in_pool(program, weights, input, split_rows))
 }
 
 /// Runs `f` inside the thread pool (so each parallel kernel starts without waking a worker
@@ -258,7 +264,12 @@ fn in_hot_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     })
 }
 
-fn run_in_pool(program: &Program, weights: &Weights, input: &Tensor) -> Result<Tensor> {
+fn run_in_pool(
+    program: &Program,
+    weights: &Weights,
+    input: &Tensor,
+    split_rows: bool,
+) -> Result<Tensor> {
     check_input(program, input)?;
     let n = program.ops.len();
     // last_use[s]: the last op that reads slot s (the output slot is kept to the end).
@@ -273,11 +284,29 @@ fn run_in_pool(program: &Program, weights: &Weights, input: &Tensor) -> Result<T
     last_use[program.output as usize] = usize::MAX;
     let mut slots: Vec<Option<Tensor>> = vec![None; n + 1];
     slots[0] = Some(input.clone());
+    // Runs of row-local ops go to every thread at once, a block of rows each.
+    let segments = if split_rows && rayon::current_num_threads() > 1 {
+        row_parallel::segments(program)
+    } else {
+        Vec::new()
+    };
+    let mut segments = segments.iter().peekable();
     let mut i = 1;
     while i <= n {
-        let outs = step(program, weights, &slots, i)?;
-        let ran = i..i + outs.len();
-        for (j, out) in ran.clone().zip(outs) {
+        let (ran, outs): (_, Vec<(usize, Tensor)>) = match segments.peek() {
+            Some(seg) if seg.ops.start == i => {
+                let seg = segments.next().expect("peeked");
+                let kept = row_parallel::run_segment(program, weights, &slots, seg, |j| {
+                    last_use[j] >= seg.ops.end
+                })?;
+                (seg.ops.clone(), kept)
+            }
+            _ => {
+                let outs = step(program, weights, &slots, i)?;
+                (i..i + outs.len(), (i..).zip(outs).collect())
+            }
+        };
+        for (j, out) in outs {
             slots[j] = Some(out);
         }
         for j in ran.clone() {

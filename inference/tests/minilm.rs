@@ -191,6 +191,8 @@ fn identical_bytes_across_runs_and_thread_counts() {
     };
     let one = pool(1).install(|| run(model.program(), model.weights(), &input).unwrap());
     let two = pool(2).install(|| run(model.program(), model.weights(), &input).unwrap());
+    // From outside the pool the program has every core: its runs of row-local ops are cut
+    // into row blocks, one per thread.
     let again = run(model.program(), model.weights(), &input).unwrap();
     assert_eq!(one.to_le_bytes(), two.to_le_bytes());
     assert_eq!(one.to_le_bytes(), again.to_le_bytes());

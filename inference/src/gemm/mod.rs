@@ -360,7 +360,7 @@ fn for_each_block(
         n: w.n,
     };
     let panels = w.panels;
-    let threads = rayon::current_num_threads();
+    let threads = crate::row_parallel::kernel_threads();
     let min_micros = if rayon::current_thread_index().is_some() {
         PARALLEL_MIN_MICROS_IN_POOL
     } else {

@@ -422,7 +422,7 @@ pub(crate) fn for_each_rows<T: Send>(
     }
     let rows = out.len().div_ceil(len);
     let cost = cost.max(1);
-    let threads = rayon::current_num_threads();
+    let threads = crate::row_parallel::kernel_threads();
     if threads <= 1 || rows < 2 || rows.saturating_mul(cost) < PARALLEL_MIN_WORK {
         f(0, out);
         return;
