@@ -14,10 +14,12 @@ use criterion::{
 };
 use inference::gemm::{KernelPath, PackedMatrix, matmul_with};
 
-/// `(m, k, n)`: prefill MLP up and down projections, a prefill attention projection, a
-/// decode MLP projection and a decode vocabulary projection.
-const SHAPES: [(usize, usize, usize); 5] = [
+/// `(m, k, n)`: prefill MLP up and down projections, a prefill attention projection, one
+/// thread's row block of a short sentence's MLP up projection (9 of 18 tokens), a decode
+/// MLP projection and a decode vocabulary projection.
+const SHAPES: [(usize, usize, usize); 6] = [
     (128, 384, 1536),
+    (9, 384, 1536),
     (128, 1536, 384),
     (128, 384, 384),
     (1, 576, 1536),

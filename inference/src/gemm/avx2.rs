@@ -112,7 +112,7 @@ unsafe fn block(
             }
             let mut r = rows.start;
             while r < rows.end {
-                let mr = (rows.end - r).min(mr_max);
+                let mr = super::balanced_tile_rows(rows.end - r, mr_max);
                 let tile = Tile {
                     x: x[r * x_stride..].as_ptr(),
                     x_stride,

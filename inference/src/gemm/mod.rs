@@ -330,6 +330,14 @@ unsafe impl Send for Output {}
 // SAFETY: as above.
 unsafe impl Sync for Output {}
 
+/// Rows of the next tile when `left` rows remain and tiles hold at most `max`: the rows
+/// shared evenly over the fewest tiles (9 rows in tiles of 8 run as 5 + 4, not 8 + 1, so
+/// that no tile is too thin to hide the multiply-add latency). Each output element sums
+/// the same products in the same order whatever the tiling.
+fn balanced_tile_rows(left: usize, max: usize) -> usize {
+    left.div_ceil(left.div_ceil(max).max(1)).min(max)
+}
+
 /// How a path splits its work: the tile it computes best, and its speed on one thread.
 #[derive(Clone, Copy)]
 struct Blocking {
@@ -406,4 +414,38 @@ fn for_each_block(
         }
         work();
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::balanced_tile_rows;
+
+    /// The tiles `balanced_tile_rows` cuts `rows` into.
+    fn tiles(mut rows: usize, max: usize) -> Vec<usize> {
+        let mut out = Vec::new();
+        while rows > 0 {
+            let mr = balanced_tile_rows(rows, max);
+            out.push(mr);
+            rows -= mr;
+        }
+        out
+    }
+
+    #[test]
+    fn tiles_share_rows_evenly_over_the_fewest_tiles() {
+        assert_eq!(tiles(9, 8), [5, 4]);
+        assert_eq!(tiles(18, 8), [6, 6, 6]);
+        assert_eq!(tiles(17, 8), [6, 6, 5]);
+        assert_eq!(tiles(16, 8), [8, 8]);
+        assert_eq!(tiles(1, 8), [1]);
+        assert_eq!(tiles(3, 2), [2, 1]);
+        for max in 1..=8 {
+            for rows in 1..100 {
+                let t = tiles(rows, max);
+                assert_eq!(t.len(), rows.div_ceil(max));
+                assert!(t.iter().all(|&r| r >= 1 && r <= max));
+                assert!(t.iter().max().unwrap() - t.iter().min().unwrap() <= 1);
+            }
+        }
+    }
 }
