@@ -309,22 +309,26 @@ fn run_block(
                 r.end
             ))
         };
-        let outs = if shared > 1 {
+        let packed = packed(weights, node);
+        let outs = if packed.is_some() {
             let inputs = (i..i + shared).map(operands).collect::<Result<Vec<_>>>()?;
             let types: Vec<TensorType> = (i..i + shared).map(block_type).collect();
             let ops: Vec<_> = (i..i + shared)
                 .zip(&inputs)
                 .zip(&types)
-                .map(|((j, x), ty)| (&program.ops[j - 1].op, x.as_slice(), ty))
+                .map(|((j, x), ty)| {
+                    let node = &program.ops[j - 1];
+                    (&node.op, x.as_slice(), ty, weights.epilogue(node))
+                })
                 .collect();
-            Op::execute_fc_shared(&ops, packed(weights, node)).map_err(context)?
+            Op::execute_fc_prepared(&ops, packed).map_err(context)?
         } else if matches!(node.op, Op::Reshape) {
             // Same rows, same last axis: the block is its input's block.
             vec![operands(i)?[0].clone()]
         } else {
             vec![
                 node.op
-                    .execute(&operands(i)?, &block_type(i), packed(weights, node))
+                    .execute(&operands(i)?, &block_type(i), packed)
                     .map_err(context)?,
             ]
         };

@@ -9,10 +9,11 @@ use crate::commit::{self, ActivationRoots};
 use crate::error::{Error, Result};
 use crate::gemm::PackedMatrix;
 use crate::merkle::{H256, MerkleProof, MerkleTree, RangeProof};
-use crate::ops::Op;
-use crate::program::{Operand, Program};
+use crate::ops::{FcEpilogue, Op};
+use crate::program::{OpNode, Operand, Program};
 use crate::row_parallel;
 use crate::tensor::Tensor;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// A program's weights: the tensors, their hashes and root, and the packed form of every
@@ -23,6 +24,36 @@ pub struct Weights {
     hashes: Vec<H256>,
     root: H256,
     packed: Vec<Option<PackedMatrix>>,
+    /// The requantization of every `fully_connected` whose operands are all weights, by
+    /// those operands and its zero points (so programs sharing these weights, such as an
+    /// encoder's length programs, find theirs too).
+    epilogues: HashMap<FcKey, FcEpilogue>,
+}
+
+/// What a `fully_connected`'s requantization depends on: its weight operands (`w`, bias,
+/// multiplier, shift) and its zero points.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct FcKey([u32; 4], i32, i32);
+
+impl FcKey {
+    /// The key of `node`, a `fully_connected` reading only weights after its `x`.
+    fn of(node: &OpNode) -> Option<Self> {
+        let Op::FullyConnected {
+            x_zero_point,
+            y_zero_point,
+        } = node.op
+        else {
+            return None;
+        };
+        let mut w = [0u32; 4];
+        for (slot, o) in w.iter_mut().zip(node.inputs.get(1..)?) {
+            match *o {
+                Operand::Weight(i) => *slot = i,
+                Operand::Slot(_) => return None,
+            }
+        }
+        (node.inputs.len() == 5).then_some(Self(w, x_zero_point, y_zero_point))
+    }
 }
 
 impl Weights {
@@ -77,6 +108,22 @@ impl Weights {
                 }
             }
         }
+        let mut epilogues = HashMap::new();
+        for node in &program.ops {
+            let Some(key) = FcKey::of(node) else { continue };
+            let [w, bias, m, shift] = key.0.map(|i| i as usize);
+            if let (Some(Some(p)), Some(b), Some(m), Some(s)) = (
+                packed.get(w),
+                tensors.get(bias),
+                tensors.get(m),
+                tensors.get(shift),
+            ) && !epilogues.contains_key(&key)
+                // An op with bad operands is left to fail when it runs, with its context.
+                && let Ok(e) = FcEpilogue::new(p, b, m, s, key.1, key.2)
+            {
+                epilogues.insert(key, e);
+            }
+        }
         let hashes: Vec<H256> = match memo {
             None => tensors.iter().map(commit::tensor_hash).collect(),
             Some(memo) => tensors
@@ -96,6 +143,7 @@ impl Weights {
             hashes,
             root,
             packed,
+            epilogues,
         })
     }
 
@@ -113,6 +161,12 @@ impl Weights {
     /// `fully_connected`.
     pub fn packed(&self, index: usize) -> Option<&PackedMatrix> {
         self.packed.get(index).and_then(Option::as_ref)
+    }
+
+    /// The requantization of `node`, built at load, if it is a `fully_connected` whose
+    /// operands after `x` are all weights.
+    pub(crate) fn epilogue(&self, node: &OpNode) -> Option<&FcEpilogue> {
+        self.epilogues.get(&FcKey::of(node)?)
     }
 
     /// The weights root: Merkle root over the weight hashes.
@@ -169,8 +223,8 @@ fn step(
         }
         _ => None,
     };
-    let shared = shared_product_len(program, index);
-    if shared > 1 {
+    if packed.is_some() {
+        let shared = shared_product_len(program, index);
         let inputs = (index..index + shared)
             .map(operands)
             .collect::<Result<Vec<_>>>()?;
@@ -178,14 +232,15 @@ fn step(
             .zip(&inputs)
             .map(|(i, x)| {
                 let node = &program.ops[i - 1];
-                (&node.op, x.as_slice(), &node.output)
+                (&node.op, x.as_slice(), &node.output, weights.epilogue(node))
             })
             .collect();
-        return Op::execute_fc_shared(&ops, packed).map_err(|e| {
-            Error::Program(format!(
+        return Op::execute_fc_prepared(&ops, packed).map_err(|e| match shared {
+            1 => Error::Program(format!("op {index} (fully_connected): {e}")),
+            _ => Error::Program(format!(
                 "ops {index}..={} (fully_connected, one shared product): {e}",
                 index + shared - 1
-            ))
+            )),
         });
     }
     let out = node

@@ -3,7 +3,8 @@
 //! zero-size and odd shapes; and bad operands give errors, never panics.
 
 use inference::demo::SplitMix64;
-use inference::ops::{Op, RopePairing, reference};
+use inference::gemm::PackedMatrix;
+use inference::ops::{FcEpilogue, Op, RopePairing, reference};
 use inference::tensor::{DType, Tensor, TensorType};
 use proptest::prelude::*;
 use proptest::test_runner::Config;
@@ -129,6 +130,23 @@ proptest! {
                 .map_err(|e| TestCaseError::fail(format!("reference: {e}")))?;
             prop_assert!(got == &want, "part {i} of {parts} differs");
         }
+        // With each part's requantization built ahead (as at load), the same bits.
+        let packed = PackedMatrix::pack(w.as_i8("w").unwrap(), n, k);
+        let epilogues: Vec<FcEpilogue> = ops
+            .iter()
+            .map(|(op, r, _)| {
+                let Op::FullyConnected { x_zero_point, y_zero_point } = op else { unreachable!() };
+                FcEpilogue::new(&packed, r[2], r[3], r[4], *x_zero_point, *y_zero_point).unwrap()
+            })
+            .collect();
+        let prepared: Vec<_> = ops
+            .iter()
+            .zip(&epilogues)
+            .map(|(&(op, r, out), e)| (op, r, out, Some(e)))
+            .collect();
+        let again = Op::execute_fc_prepared(&prepared, Some(&packed))
+            .map_err(|e| TestCaseError::fail(format!("prepared: {e}")))?;
+        prop_assert!(again == fast, "a prepared epilogue changed the bits");
     }
 
     #[test]
@@ -526,4 +544,17 @@ fn fully_connected_shared_refuses_mismatched_ops() {
     assert!(err.contains("not requantize"), "{err}");
     let both = Op::execute_fc_shared(&[(&fc, &a[..], &out), (&fc, &a[..], &out)], None).unwrap();
     assert_eq!(both[0], both[1]);
+}
+
+#[test]
+fn a_prepared_epilogue_refuses_operands_of_the_wrong_length() {
+    let packed = PackedMatrix::pack(&[1, 2, 3, 4, 5, 6], 2, 3);
+    let two = Tensor::from_i32(vec![2], vec![0, 0]).unwrap();
+    let three = Tensor::from_i32(vec![3], vec![0, 0, 0]).unwrap();
+    let err = FcEpilogue::new(&packed, &three, &two, &two, 0, 0).unwrap_err();
+    assert!(err.to_string().contains("bias must be [2]"), "{err}");
+    let bad_shift = Tensor::from_i32(vec![2], vec![3, 63]).unwrap();
+    let err = FcEpilogue::new(&packed, &two, &two, &bad_shift, 0, 0).unwrap_err();
+    assert!(err.to_string().contains("shift"), "{err}");
+    assert!(FcEpilogue::new(&packed, &two, &two, &two, 0, 0).is_ok());
 }

@@ -6,7 +6,7 @@ use super::fixed_point::{
 };
 use super::layout::transpose_2d;
 use super::{OpKind, check_shifts, rows_of};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::gemm::{self, PackedMatrix};
 use crate::tensor::{DType, Tensor};
 use rayon::prelude::*;
@@ -20,6 +20,7 @@ const PARALLEL_MIN_MACS: usize = 1 << 20;
 /// The requantization of each output column `j`:
 /// `y = sat(y_zp + round_shift(wrap32(acc + offset[j] + row offset) * m[j], s[j]))`,
 /// held as columns so that the loop over a row vectorizes.
+#[derive(Clone)]
 struct Epilogue {
     offset: Vec<i32>,
     multiplier: Vec<i32>,
@@ -118,9 +119,82 @@ pub fn fully_connected(
         x_zero_point,
         y_zero_point,
         out,
+        epilogue: None,
     };
     let mut ys = fully_connected_shared(w, packed, &[part])?;
     Ok(ys.pop().expect("one part, one output"))
+}
+
+/// The requantization of one `fully_connected`: its bias, multipliers and shifts against
+/// its weight matrix's row sums and its zero points. When those are all weights it can be
+/// built once at load and handed to every run ([`FcPart::epilogue`]) instead of rebuilt
+/// for each product.
+#[derive(Clone)]
+pub struct FcEpilogue(Epilogue);
+
+impl std::fmt::Debug for FcEpilogue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FcEpilogue")
+            .field("n", &self.0.offset.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl FcEpilogue {
+    /// The requantization of a `fully_connected` by `packed` (its weight matrix, packed)
+    /// with these operands and zero points. Errors as the op does on a bias, multiplier or
+    /// shift that is not `[N]` of `i32`, or a shift outside `0..=62`.
+    pub fn new(
+        packed: &PackedMatrix,
+        bias: &Tensor,
+        multiplier: &Tensor,
+        shift: &Tensor,
+        x_zero_point: i32,
+        y_zero_point: i32,
+    ) -> Result<Self> {
+        for (what, t) in [("bias", bias), ("multiplier", multiplier), ("shift", shift)] {
+            if t.shape() != [packed.n()] {
+                return Err(Error::Shape(format!(
+                    "fully_connected: {what} must be [{}], got {:?}",
+                    packed.n(),
+                    t.shape()
+                )));
+            }
+        }
+        Ok(Self(build_epilogue(
+            packed,
+            bias,
+            multiplier,
+            shift,
+            x_zero_point,
+            y_zero_point,
+        )?))
+    }
+}
+
+/// [`Epilogue`] of a `fully_connected` (operands of length `N`, checked by the caller).
+fn build_epilogue(
+    packed: &PackedMatrix,
+    bias: &Tensor,
+    multiplier: &Tensor,
+    shift: &Tensor,
+    x_zero_point: i32,
+    y_zero_point: i32,
+) -> Result<Epilogue> {
+    let bias = bias.as_i32("fully_connected bias")?;
+    let mult = multiplier.as_i32("fully_connected multiplier")?;
+    let shift = shift.as_i32("fully_connected shift")?;
+    check_shifts(OpKind::FullyConnected, shift)?;
+    // acc = bias + sum (x - zx) w = bias + sum x w - zx * rowsum(w), all wrapping.
+    let offset = packed
+        .row_sums()
+        .iter()
+        .zip(bias)
+        .map(|(&rs, &b)| b.wrapping_sub(x_zero_point.wrapping_mul(rs)))
+        .collect();
+    // check_shifts: every shift is in 0..=62.
+    let shifts: Vec<u32> = shift.iter().map(|&s| s as u32).collect();
+    Ok(Epilogue::new(offset, mult.to_vec(), &shifts, y_zero_point))
 }
 
 /// The operands and parameters of one `fully_connected` other than its weight matrix.
@@ -140,6 +214,10 @@ pub struct FcPart<'a> {
     pub y_zero_point: i32,
     /// The output dtype.
     pub out: DType,
+    /// This part's requantization built ahead ([`FcEpilogue::new`] of this part's bias,
+    /// multiplier, shift and zero points against the product's weight matrix), or `None`
+    /// to build it for this product.
+    pub epilogue: Option<&'a FcEpilogue>,
 }
 
 /// Several `fully_connected` ops by the same weight matrix `w`, each with its own input,
@@ -190,27 +268,28 @@ pub fn fully_connected_shared(
     let mut first_row = 0;
     let mut ys = Vec::with_capacity(parts.len());
     for (p, &part_rows) in parts.iter().zip(&row_counts) {
-        let bias = p.bias.as_i32("fully_connected bias")?;
-        let mult = p.multiplier.as_i32("fully_connected multiplier")?;
-        let shift = p.shift.as_i32("fully_connected shift")?;
-        check_shifts(OpKind::FullyConnected, shift)?;
-        // acc = bias + sum (x - zx) w = bias + sum x w - zx * rowsum(w), all wrapping.
-        let offset = packed
-            .row_sums()
-            .iter()
-            .zip(bias)
-            .map(|(&rs, &b)| b.wrapping_sub(p.x_zero_point.wrapping_mul(rs)))
-            .collect();
-        // check_shifts: every shift is in 0..=62.
-        let shifts: Vec<u32> = shift.iter().map(|&s| s as u32).collect();
-        let epilogue = Epilogue::new(offset, mult.to_vec(), &shifts, p.y_zero_point);
+        let built;
+        let epilogue = match p.epilogue {
+            Some(e) if e.0.offset.len() == n => &e.0,
+            _ => {
+                built = build_epilogue(
+                    packed,
+                    p.bias,
+                    p.multiplier,
+                    p.shift,
+                    p.x_zero_point,
+                    p.y_zero_point,
+                )?;
+                &built
+            }
+        };
         let acc = &acc[first_row * n..(first_row + part_rows) * n];
         first_row += part_rows;
         let data = with_dtype!(p.out, T => {
             let mut y = vec![T::default(); part_rows * n];
             for_each_rows(&mut y, n, n, |first, dst| {
                 let acc = &acc[first * n..first * n + dst.len()];
-                requantize_rows(isa, &epilogue, acc, None, dst);
+                requantize_rows(isa, epilogue, acc, None, dst);
             });
             T::into_data(y)
         });

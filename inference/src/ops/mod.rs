@@ -23,7 +23,7 @@ use fixed_point::MAX_SHIFT;
 use serde::{Deserialize, Serialize};
 
 pub use layout::{concat, embedding, reshape, slice, transpose};
-pub use matmul::{FcPart, batch_matmul, fully_connected, fully_connected_shared};
+pub use matmul::{FcEpilogue, FcPart, batch_matmul, fully_connected, fully_connected_shared};
 pub use norm::{layer_norm, rms_norm};
 pub use pointwise::{add, lut, mul, requantize};
 pub use reduce::{argmax, mean_pool};
@@ -752,14 +752,25 @@ impl Op {
         ops: &[(&Self, &[&Tensor], &TensorType)],
         packed: Option<&PackedMatrix>,
     ) -> Result<Vec<Tensor>> {
-        let Some(&(_, first, _)) = ops.first() else {
+        let ops: Vec<_> = ops.iter().map(|&(op, x, ty)| (op, x, ty, None)).collect();
+        Self::execute_fc_prepared(&ops, packed)
+    }
+
+    /// [`Op::execute_fc_shared`], with each op's requantization built ahead where given
+    /// (the fourth of each tuple: [`FcEpilogue::new`] of that op's operands and zero
+    /// points against `packed`).
+    pub fn execute_fc_prepared(
+        ops: &[(&Self, &[&Tensor], &TensorType, Option<&FcEpilogue>)],
+        packed: Option<&PackedMatrix>,
+    ) -> Result<Vec<Tensor>> {
+        let Some(&(_, first, _, _)) = ops.first() else {
             return Ok(Vec::new());
         };
         let w = *first.get(1).ok_or_else(|| {
             Error::Param("fully_connected takes 5 operands, got fewer than 2".into())
         })?;
         let mut parts = Vec::with_capacity(ops.len());
-        for &(op, inputs, output) in ops {
+        for &(op, inputs, output, epilogue) in ops {
             let types: Vec<TensorType> = inputs.iter().map(|t| t.ty()).collect();
             let refs: Vec<&TensorType> = types.iter().collect();
             op.check(&refs, output)?;
@@ -786,6 +797,7 @@ impl Op {
                 x_zero_point,
                 y_zero_point,
                 out: output.dtype,
+                epilogue,
             });
         }
         fully_connected_shared(w, packed, &parts)
