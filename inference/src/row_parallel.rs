@@ -198,12 +198,15 @@ fn join_blocks(blocks: Vec<Tensor>, ty: &TensorType) -> Result<Tensor> {
 
 /// Runs segment `seg` of `program`, reading earlier outputs from `slots`, its rows cut
 /// into one block per thread. Returns the outputs of its ops that `keep` says a later op
-/// reads (`(op index, tensor)`), each bit for bit what the op alone computes.
+/// reads (`(op index, tensor)`), each bit for bit what the op alone computes. Where
+/// `fused[i]` holds (see `trace::pair_add_at`; only where the add alone reads ops `i` and
+/// `i + 1`), ops `i..i + 3` run as one and ops `i`, `i + 1` give nothing back.
 pub(crate) fn run_segment(
     program: &Program,
     weights: &Weights,
     slots: &[Option<Tensor>],
     seg: &Segment,
+    fused: &[bool],
     keep: impl Fn(usize) -> bool + Sync,
 ) -> Result<Vec<(usize, Tensor)>> {
     let parts = rayon::current_num_threads().clamp(1, seg.rows);
@@ -211,7 +214,7 @@ pub(crate) fn run_segment(
     let blocks: Vec<Vec<Tensor>> = (0..parts)
         .into_par_iter()
         .with_max_len(1)
-        .map(|p| alone(|| run_block(program, weights, slots, seg, &block(p), &keep)))
+        .map(|p| alone(|| run_block(program, weights, slots, seg, &block(p), fused, &keep)))
         .collect::<Result<_>>()?;
     // blocks[p][k]: block p of the k-th kept output.
     let kept: Vec<usize> = seg.ops.clone().filter(|&i| keep(i)).collect();
@@ -235,6 +238,7 @@ fn run_block(
     slots: &[Option<Tensor>],
     seg: &Segment,
     r: &Range<usize>,
+    fused: &[bool],
     keep: &(impl Fn(usize) -> bool + Sync),
 ) -> Result<Vec<Tensor>> {
     let start = seg.ops.start;
@@ -310,6 +314,28 @@ fn run_block(
             ))
         };
         let packed = packed(weights, node);
+        if fused.get(i) == Some(&true) && i + 2 < seg.ops.end && !keep(i) && !keep(i + 1) {
+            // Two products and their add as one; the products' blocks are never kept.
+            let (a, b, add) = (
+                &program.ops[i - 1],
+                node_at(program, i + 1),
+                node_at(program, i + 2),
+            );
+            let (xa, xb) = (operands(i)?, operands(i + 1)?);
+            let (ta, tb, tadd) = (block_type(i), block_type(i + 1), block_type(i + 2));
+            let out = Op::execute_fc_pair_add(
+                &[
+                    (&a.op, &xa, &ta, weights.epilogue(a)),
+                    (&b.op, &xb, &tb, weights.epilogue(b)),
+                ],
+                (&add.op, &tadd),
+                packed,
+            )
+            .map_err(context)?;
+            own[i + 2 - start] = Some(out);
+            i += 3;
+            continue;
+        }
         let outs = if packed.is_some() {
             let inputs = (i..i + shared).map(operands).collect::<Result<Vec<_>>>()?;
             let types: Vec<TensorType> = (i..i + shared).map(block_type).collect();
@@ -346,6 +372,11 @@ fn run_block(
                 .ok_or_else(|| Error::Program(format!("op {j} was not run")))
         })
         .collect()
+}
+
+/// Op `i` (1-based) of `program`.
+fn node_at(program: &Program, i: usize) -> &OpNode {
+    &program.ops[i - 1]
 }
 
 /// The packed weight matrix of a `fully_connected` node, if it has one.
@@ -435,14 +466,15 @@ mod tests {
         for threads in [1, 2, 3, 5] {
             pool(threads).install(|| {
                 for seg in &segs {
-                    let outs = run_segment(program, weights, &slots, seg, |_| true).unwrap();
+                    let outs = run_segment(program, weights, &slots, seg, &[], |_| true).unwrap();
                     assert_eq!(outs.len(), seg.ops.len());
                     for (i, t) in outs {
                         assert_eq!(&t, trace.tensor(i).unwrap(), "op {i}, {threads} threads");
                     }
                     // Only what is asked for comes back.
                     let last = seg.ops.end - 1;
-                    let outs = run_segment(program, weights, &slots, seg, |i| i == last).unwrap();
+                    let outs =
+                        run_segment(program, weights, &slots, seg, &[], |i| i == last).unwrap();
                     assert_eq!(outs.len(), 1);
                     assert_eq!(&outs[0].1, trace.tensor(last).unwrap());
                 }
@@ -456,7 +488,7 @@ mod tests {
         let (program, weights) = (model.program(), model.weights());
         let slots: Vec<Option<Tensor>> = vec![None; program.ops.len() + 1];
         let err = pool(2)
-            .install(|| run_segment(program, weights, &slots, &segs[0], |_| true))
+            .install(|| run_segment(program, weights, &slots, &segs[0], &[], |_| true))
             .unwrap_err();
         assert!(err.to_string().contains("freed or never written"), "{err}");
     }

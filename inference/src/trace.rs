@@ -202,20 +202,7 @@ fn step(
     slots: &[Option<Tensor>],
     index: usize,
 ) -> Result<Vec<Tensor>> {
-    let operands = |i: usize| -> Result<Vec<&Tensor>> {
-        program.ops[i - 1]
-            .inputs
-            .iter()
-            .map(|o| match *o {
-                Operand::Slot(s) => slots[s as usize].as_ref().ok_or_else(|| {
-                    Error::Program(format!(
-                        "op {i} reads slot {s}, which was freed or never written"
-                    ))
-                }),
-                Operand::Weight(w) => Ok(&weights.tensors[w as usize]),
-            })
-            .collect()
-    };
+    let operands = |i: usize| slot_operands(program, weights, slots, i);
     let node = &program.ops[index - 1];
     let packed = match (&node.op, node.inputs.get(1)) {
         (Op::FullyConnected { .. }, Some(Operand::Weight(w))) => {
@@ -248,6 +235,88 @@ fn step(
         .execute(&operands(index)?, &node.output, packed)
         .map_err(|e| Error::Program(format!("op {index} ({}): {e}", node.op.kind())))?;
     Ok(vec![out])
+}
+
+/// The operands of op `i` (1-based), from `slots` and the weights.
+fn slot_operands<'a>(
+    program: &Program,
+    weights: &'a Weights,
+    slots: &'a [Option<Tensor>],
+    i: usize,
+) -> Result<Vec<&'a Tensor>> {
+    program.ops[i - 1]
+        .inputs
+        .iter()
+        .map(|o| match *o {
+            Operand::Slot(s) => slots[s as usize].as_ref().ok_or_else(|| {
+                Error::Program(format!(
+                    "op {i} reads slot {s}, which was freed or never written"
+                ))
+            }),
+            Operand::Weight(w) => Ok(&weights.tensors[w as usize]),
+        })
+        .collect()
+}
+
+/// Whether ops `index` and `index + 1` (1-based) are a shared product of exactly two
+/// `fully_connected` ops with `i32` outputs from inputs of one shape, and op `index + 2`
+/// the `add` of their outputs (the first's as its `a`): the three can run as one
+/// ([`Op::execute_fc_pair_add`]) when no other op reads the two products.
+pub(crate) fn pair_add_at(program: &Program, index: usize) -> bool {
+    let (Some(a), Some(b), Some(add)) = (
+        program.ops.get(index - 1),
+        program.ops.get(index),
+        program.ops.get(index + 1),
+    ) else {
+        return false;
+    };
+    let x_type = |node: &OpNode| match node.inputs.first() {
+        Some(&Operand::Slot(s)) if (s as usize) < index => Some(match s {
+            0 => &program.input,
+            s => &program.ops[s as usize - 1].output,
+        }),
+        _ => None,
+    };
+    shared_product_len(program, index) == 2
+        && matches!(add.op, Op::Add { .. })
+        && add.inputs == [Operand::Slot(index as u32), Operand::Slot(index as u32 + 1)]
+        && a.output.dtype == crate::DType::I32
+        && b.output.dtype == crate::DType::I32
+        && x_type(a).is_some()
+        && x_type(a).map(|t| &t.shape) == x_type(b).map(|t| &t.shape)
+}
+
+/// Runs ops `index..index + 3` fused ([`pair_add_at`]): the `add`'s output.
+fn step_pair_add(
+    program: &Program,
+    weights: &Weights,
+    slots: &[Option<Tensor>],
+    index: usize,
+) -> Result<Tensor> {
+    let (a, b) = (&program.ops[index - 1], &program.ops[index]);
+    let add = &program.ops[index + 1];
+    let (xa, xb) = (
+        slot_operands(program, weights, slots, index)?,
+        slot_operands(program, weights, slots, index + 1)?,
+    );
+    let packed = match a.inputs.get(1) {
+        Some(Operand::Weight(w)) => weights.packed(*w as usize),
+        _ => None,
+    };
+    Op::execute_fc_pair_add(
+        &[
+            (&a.op, &xa, &a.output, weights.epilogue(a)),
+            (&b.op, &xb, &b.output, weights.epilogue(b)),
+        ],
+        (&add.op, &add.output),
+        packed,
+    )
+    .map_err(|e| {
+        Error::Program(format!(
+            "ops {index}..={} (two fully_connected and their add, fused): {e}",
+            index + 2
+        ))
+    })
 }
 
 /// How many ops from `index` on (1-based; at least 1) run as one shared product: a run of
@@ -346,16 +415,26 @@ fn run_in_pool(
         Vec::new()
     };
     let mut segments = segments.iter().peekable();
+    // fused[i]: ops i..i + 3 run as one (their two products read by their add alone).
+    let fused: Vec<bool> = (0..=n)
+        .map(|i| {
+            i >= 1 && pair_add_at(program, i) && last_use[i] == i + 2 && last_use[i + 1] == i + 2
+        })
+        .collect();
     let mut i = 1;
     while i <= n {
         let (ran, outs): (_, Vec<(usize, Tensor)>) = match segments.peek() {
             Some(seg) if seg.ops.start == i => {
                 let seg = segments.next().expect("peeked");
-                let kept = row_parallel::run_segment(program, weights, &slots, seg, |j| {
+                let kept = row_parallel::run_segment(program, weights, &slots, seg, &fused, |j| {
                     last_use[j] >= seg.ops.end
                 })?;
                 (seg.ops.clone(), kept)
             }
+            _ if fused[i] => (
+                i..i + 3,
+                vec![(i + 2, step_pair_add(program, weights, &slots, i)?)],
+            ),
             _ => {
                 let outs = step(program, weights, &slots, i)?;
                 (i..i + outs.len(), (i..).zip(outs).collect())

@@ -149,6 +149,79 @@ proptest! {
         prop_assert!(again == fast, "a prepared epilogue changed the bits");
     }
 
+    /// Two `fully_connected` ops by one weight matrix with `i32` outputs and the `add` of
+    /// those outputs, run as one: the reference's `add` of the reference's products.
+    #[test]
+    fn fully_connected_pair_add(seed in any::<u64>()) {
+        let mut g = Gen(SplitMix64(seed));
+        let (k, n) = (g.dim(70), g.dim(40));
+        let w = g.tensor(DType::I8, &[n, k]);
+        let mut xshape: Vec<usize> = (0..g.range(0, 2)).map(|_| g.dim(9)).collect();
+        xshape.push(k);
+        let mut fcs = Vec::new();
+        for _ in 0..2 {
+            let x = g.tensor(DType::I8, &xshape);
+            let bias = g.tensor(DType::I32, &[n]);
+            let m = make(DType::I32, &[n], (0..n).map(|_| g.multiplier() as i64).collect());
+            let s = make(DType::I32, &[n], (0..n).map(|_| g.shift() as i64).collect());
+            let op = Op::FullyConnected {
+                x_zero_point: g.zp(DType::I8),
+                y_zero_point: g.zp(DType::I32),
+            };
+            let inputs = vec![x, w.clone(), bias, m, s];
+            let types: Vec<TensorType> = inputs.iter().map(|t| t.ty()).collect();
+            let out = op.infer(&types.iter().collect::<Vec<_>>(), DType::I32).unwrap();
+            fcs.push((op, inputs, out));
+        }
+        let out = g.dtype(ALL);
+        let add = Op::Add {
+            a_zero_point: g.zp(DType::I32),
+            a_multiplier: g.multiplier(),
+            b_zero_point: g.zp(DType::I32),
+            b_multiplier: g.multiplier(),
+            shift: g.shift(),
+            y_zero_point: g.zp(out),
+        };
+        let add_out = add.infer(&[&fcs[0].2, &fcs[1].2], out).unwrap();
+        let refs: Vec<Vec<&Tensor>> = fcs
+            .iter()
+            .map(|(_, inputs, _)| {
+                let mut r: Vec<&Tensor> = inputs.iter().collect();
+                r[1] = &w;
+                r
+            })
+            .collect();
+        let want_a = reference::execute(&fcs[0].0, &refs[0], &fcs[0].2).unwrap();
+        let want_b = reference::execute(&fcs[1].0, &refs[1], &fcs[1].2).unwrap();
+        let want = reference::execute(&add, &[&want_a, &want_b], &add_out).unwrap();
+        let packed = PackedMatrix::pack(w.as_i8("w").unwrap(), n, k);
+        for prepared in [false, true] {
+            let epilogues: Vec<Option<FcEpilogue>> = fcs
+                .iter()
+                .zip(&refs)
+                .map(|((op, _, _), r)| {
+                    let Op::FullyConnected { x_zero_point, y_zero_point } = op else {
+                        unreachable!()
+                    };
+                    prepared.then(|| {
+                        FcEpilogue::new(&packed, r[2], r[3], r[4], *x_zero_point, *y_zero_point)
+                            .unwrap()
+                    })
+                })
+                .collect();
+            let got = Op::execute_fc_pair_add(
+                &[
+                    (&fcs[0].0, &refs[0], &fcs[0].2, epilogues[0].as_ref()),
+                    (&fcs[1].0, &refs[1], &fcs[1].2, epilogues[1].as_ref()),
+                ],
+                (&add, &add_out),
+                prepared.then_some(&packed),
+            )
+            .map_err(|e| TestCaseError::fail(format!("fused: {e}")))?;
+            prop_assert!(got == want, "fused pair differs (prepared: {})", prepared);
+        }
+    }
+
     #[test]
     fn batch_matmul(seed in any::<u64>()) {
         let mut g = Gen(SplitMix64(seed));
@@ -557,4 +630,51 @@ fn a_prepared_epilogue_refuses_operands_of_the_wrong_length() {
     let err = FcEpilogue::new(&packed, &two, &two, &bad_shift, 0, 0).unwrap_err();
     assert!(err.to_string().contains("shift"), "{err}");
     assert!(FcEpilogue::new(&packed, &two, &two, &two, 0, 0).is_ok());
+}
+
+#[test]
+fn a_fused_pair_refuses_what_it_cannot_fuse() {
+    let w = Tensor::from_i8(vec![2, 3], vec![1, 2, 3, 4, 5, 6]).unwrap();
+    let x = Tensor::from_i8(vec![1, 3], vec![1, -1, 2]).unwrap();
+    let v = |vals: Vec<i32>| Tensor::from_i32(vec![2], vals).unwrap();
+    let (bias, m, s) = (v(vec![0, 0]), v(vec![1 << 30, 1 << 30]), v(vec![30, 30]));
+    let fc = Op::FullyConnected {
+        x_zero_point: 0,
+        y_zero_point: 0,
+    };
+    let inputs = [&x, &w, &bias, &m, &s];
+    let add = Op::Add {
+        a_zero_point: 0,
+        a_multiplier: 1,
+        b_zero_point: 0,
+        b_multiplier: 1,
+        shift: 0,
+        y_zero_point: 0,
+    };
+    let out8 = TensorType::new(DType::I8, vec![1, 2]);
+    let out32 = TensorType::new(DType::I32, vec![1, 2]);
+    // i8 products: the pair must give i32.
+    let err = Op::execute_fc_pair_add(
+        &[(&fc, &inputs, &out8, None), (&fc, &inputs, &out8, None)],
+        (&add, &out8),
+        None,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("i32"), "{err}");
+    // The last op must be an add.
+    let err = Op::execute_fc_pair_add(
+        &[(&fc, &inputs, &out32, None), (&fc, &inputs, &out32, None)],
+        (&fc, &out8),
+        None,
+    )
+    .unwrap_err();
+    assert!(!err.to_string().is_empty());
+    // And it works when it can: 2 * (1*1 - 2 + 6, 4 - 5 + 12) = (10, 22).
+    let y = Op::execute_fc_pair_add(
+        &[(&fc, &inputs, &out32, None), (&fc, &inputs, &out32, None)],
+        (&add, &out32),
+        None,
+    )
+    .unwrap();
+    assert_eq!(y.as_i32("y").unwrap(), [10, 22]);
 }

@@ -232,6 +232,112 @@ pub fn fully_connected_shared(
     packed: Option<&PackedMatrix>,
     parts: &[FcPart<'_>],
 ) -> Result<Vec<Tensor>> {
+    stacked_product(w, packed, parts, |packed, acc, row_counts| {
+        let n = packed.n();
+        let isa = Isa::detect();
+        let mut first_row = 0;
+        let mut ys = Vec::with_capacity(parts.len());
+        for (p, &part_rows) in parts.iter().zip(row_counts) {
+            let mut built = None;
+            let epilogue = part_epilogue(packed, p, &mut built)?;
+            let acc = &acc[first_row * n..(first_row + part_rows) * n];
+            first_row += part_rows;
+            let data = with_dtype!(p.out, T => {
+                let mut y = vec![T::default(); part_rows * n];
+                for_each_rows(&mut y, n, n, |first, dst| {
+                    let acc = &acc[first * n..first * n + dst.len()];
+                    requantize_rows(isa, epilogue, acc, None, dst);
+                });
+                T::into_data(y)
+            });
+            let mut shape = p.x.shape().to_vec();
+            if let Some(last) = shape.last_mut() {
+                *last = n;
+            }
+            ys.push(Tensor::new(shape, data)?);
+        }
+        Ok(ys)
+    })
+}
+
+/// `add(fully_connected(a), fully_connected(b))` for two `fully_connected` parts by the
+/// same weight matrix with `i32` outputs of the same shape (the two halves of a split
+/// 16-bit input, say) and the `add` parameters `p = [a_zp, a_m, b_zp, b_m]`, `shift`,
+/// `y_zp`: bit for bit the three ops, without the two `i32` tensors between them (each row
+/// of them lives in a small buffer while the `add` reads it).
+pub(crate) fn fully_connected_pair_add(
+    w: &Tensor,
+    packed: Option<&PackedMatrix>,
+    parts: [FcPart<'_>; 2],
+    (p, shift, y_zp): ([i32; 4], u32, i32),
+    out: DType,
+) -> Result<Tensor> {
+    let [a, b] = &parts;
+    if a.x.shape() != b.x.shape() || a.out != DType::I32 || b.out != DType::I32 {
+        return Err(Error::Param(
+            "a fused pair of fully_connected ops takes inputs of one shape and gives i32".into(),
+        ));
+    }
+    stacked_product(w, packed, &parts, |packed, acc, row_counts| {
+        let (n, rows) = (packed.n(), row_counts[0]);
+        let (mut built_a, mut built_b) = (None, None);
+        let ea = part_epilogue(packed, a, &mut built_a)?;
+        let eb = part_epilogue(packed, b, &mut built_b)?;
+        let (acc_a, acc_b) = acc.split_at(rows * n);
+        let isa = Isa::detect();
+        let data = with_dtype!(out, Y => {
+            let mut y = vec![Y::default(); rows * n];
+            // Per element: two requantizations and an add.
+            for_each_rows(&mut y, n, 3 * n, |first, block| {
+                let (mut ya, mut yb) = (vec![0i32; n], vec![0i32; n]);
+                for (r, dst) in block.chunks_exact_mut(n).enumerate() {
+                    let at = (first + r) * n..(first + r + 1) * n;
+                    requantize_rows(isa, ea, &acc_a[at.clone()], None, &mut ya);
+                    requantize_rows(isa, eb, &acc_b[at], None, &mut yb);
+                    super::pointwise::add_into(isa, &ya, &yb, p, shift, y_zp, dst);
+                }
+            });
+            Y::into_data(y)
+        });
+        let mut shape = a.x.shape().to_vec();
+        if let Some(last) = shape.last_mut() {
+            *last = n;
+        }
+        Tensor::new(shape, data)
+    })
+}
+
+/// The epilogue of `p`: its prepared one, or one built into `built`.
+fn part_epilogue<'e>(
+    packed: &PackedMatrix,
+    p: &'e FcPart<'_>,
+    built: &'e mut Option<Epilogue>,
+) -> Result<&'e Epilogue> {
+    if let Some(e) = p.epilogue
+        && e.0.offset.len() == packed.n()
+    {
+        return Ok(&e.0);
+    }
+    let e = build_epilogue(
+        packed,
+        p.bias,
+        p.multiplier,
+        p.shift,
+        p.x_zero_point,
+        p.y_zero_point,
+    )?;
+    Ok(built.insert(e))
+}
+
+/// The product of `w` with the stacked inputs of `parts`, handed to `f` as the packed
+/// matrix, the accumulators (`rows × n`, wrapping `i32`, the parts' rows in order) and each
+/// part's row count.
+fn stacked_product<R>(
+    w: &Tensor,
+    packed: Option<&PackedMatrix>,
+    parts: &[FcPart<'_>],
+    f: impl FnOnce(&PackedMatrix, &[i32], &[usize]) -> Result<R>,
+) -> Result<R> {
     let (n, k) = (w.shape()[0], w.shape()[1]);
     let owned;
     let packed = match packed {
@@ -265,45 +371,11 @@ pub fn fully_connected_shared(
     }
     let acc = &mut scratch[..rows * n];
     gemm::matmul(xs, rows, packed, acc);
-    let isa = Isa::detect();
-    let mut first_row = 0;
-    let mut ys = Vec::with_capacity(parts.len());
-    for (p, &part_rows) in parts.iter().zip(&row_counts) {
-        let built;
-        let epilogue = match p.epilogue {
-            Some(e) if e.0.offset.len() == n => &e.0,
-            _ => {
-                built = build_epilogue(
-                    packed,
-                    p.bias,
-                    p.multiplier,
-                    p.shift,
-                    p.x_zero_point,
-                    p.y_zero_point,
-                )?;
-                &built
-            }
-        };
-        let acc = &acc[first_row * n..(first_row + part_rows) * n];
-        first_row += part_rows;
-        let data = with_dtype!(p.out, T => {
-            let mut y = vec![T::default(); part_rows * n];
-            for_each_rows(&mut y, n, n, |first, dst| {
-                let acc = &acc[first * n..first * n + dst.len()];
-                requantize_rows(isa, epilogue, acc, None, dst);
-            });
-            T::into_data(y)
-        });
-        let mut shape = p.x.shape().to_vec();
-        if let Some(last) = shape.last_mut() {
-            *last = n;
-        }
-        ys.push(Tensor::new(shape, data)?);
-    }
+    let result = f(packed, acc, &row_counts);
     if scratch.len() <= MAX_KEPT_ACC {
         ACC.with(|c| c.set(scratch));
     }
-    Ok(ys)
+    result
 }
 
 thread_local! {

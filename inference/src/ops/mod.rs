@@ -763,8 +763,60 @@ impl Op {
         ops: &[(&Self, &[&Tensor], &TensorType, Option<&FcEpilogue>)],
         packed: Option<&PackedMatrix>,
     ) -> Result<Vec<Tensor>> {
+        match Self::fc_parts(ops)? {
+            Some((w, parts)) => fully_connected_shared(w, packed, &parts),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Two `fully_connected` ops by the same weight matrix, as [`Op::execute_fc_prepared`]
+    /// takes them, with `i32` outputs of one shape, then `add` (an `add` op and its output
+    /// type) of the first's output (its `a`) and the second's (its `b`): the `add`'s
+    /// output, bit for bit, without the two products' outputs (each row of them lives in
+    /// a small buffer while the `add` reads it). Every op is checked as `execute` checks it.
+    pub fn execute_fc_pair_add(
+        ops: &[(&Self, &[&Tensor], &TensorType, Option<&FcEpilogue>); 2],
+        (add, add_output): (&Self, &TensorType),
+        packed: Option<&PackedMatrix>,
+    ) -> Result<Tensor> {
+        let (w, parts) = Self::fc_parts(ops)?.expect("two ops");
+        add.check(&[ops[0].2, ops[1].2], add_output)?;
+        let Self::Add {
+            a_zero_point,
+            a_multiplier,
+            b_zero_point,
+            b_multiplier,
+            shift,
+            y_zero_point,
+        } = *add
+        else {
+            return Err(Error::Param(format!(
+                "a fused pair of fully_connected ops ends in an add, not {}",
+                add.kind()
+            )));
+        };
+        let [a, b] = [parts[0], parts[1]];
+        matmul::fully_connected_pair_add(
+            w,
+            packed,
+            [a, b],
+            (
+                [a_zero_point, a_multiplier, b_zero_point, b_multiplier],
+                shift,
+                y_zero_point,
+            ),
+            add_output.dtype,
+        )
+    }
+
+    /// The weight matrix and parts of `fully_connected` ops sharing it, each op checked;
+    /// `None` for no ops.
+    #[allow(clippy::type_complexity)]
+    fn fc_parts<'a>(
+        ops: &[(&Self, &[&'a Tensor], &TensorType, Option<&'a FcEpilogue>)],
+    ) -> Result<Option<(&'a Tensor, Vec<FcPart<'a>>)>> {
         let Some(&(_, first, _, _)) = ops.first() else {
-            return Ok(Vec::new());
+            return Ok(None);
         };
         let w = *first.get(1).ok_or_else(|| {
             Error::Param("fully_connected takes 5 operands, got fewer than 2".into())
@@ -800,7 +852,7 @@ impl Op {
                 epilogue,
             });
         }
-        fully_connected_shared(w, packed, &parts)
+        Ok(Some((w, parts)))
     }
 
     /// Runs the op on checked operands. `packed` may hold the pre-packed `w` of a

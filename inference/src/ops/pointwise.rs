@@ -76,12 +76,30 @@ fn add_typed<A: Element, B: Element, Y: Element>(
     isa: Isa,
     a: &[A],
     b: &[B],
-    [za, ma, zb, mb]: [i32; 4],
+    p: [i32; 4],
     shift: u32,
     y_zp: i32,
 ) -> Vec<Y> {
+    let mut y = vec![Y::default(); a.len()];
+    for_each_rows(&mut y, CHUNK, CHUNK, |c, dst| {
+        let at = c * CHUNK..c * CHUNK + dst.len();
+        add_into(isa, &a[at.clone()], &b[at], p, shift, y_zp, dst);
+    });
+    y
+}
+
+/// `add` of `a` and `b` (`dst.len()` elements each) into `dst`, on this thread.
+pub(super) fn add_into<A: Element, B: Element, Y: Element>(
+    isa: Isa,
+    a: &[A],
+    b: &[B],
+    [za, ma, zb, mb]: [i32; 4],
+    shift: u32,
+    y_zp: i32,
+    dst: &mut [Y],
+) {
     let (za, zb, y_zp) = (za as i64, zb as i64, y_zp as i64);
-    let (a, b) = (a, &b[..a.len()]);
+    let (a, b) = (&a[..dst.len()], &b[..dst.len()]);
     let bound = |da: u64, db: u64| {
         da as u128 * ma.unsigned_abs() as u128 + db as u128 * mb.unsigned_abs() as u128
     };
@@ -89,17 +107,19 @@ fn add_typed<A: Element, B: Element, Y: Element>(
         // |a - za| * |ma| + |b - zb| * |mb| <= 2^62: every term and the sum fit.
         let rs = RoundShift::new(shift);
         let (ma, mb) = (ma as i64, mb as i64);
-        map(a.len(), isa, |i| {
+        let f = |i: usize| {
             let v = (a[i].to_i64() - za) * ma + (b[i].to_i64() - zb) * mb;
             Y::sat(y_zp + rs.apply(v))
-        })
+        };
+        fill(isa, &f, 0, dst);
     } else {
         // |a - za|, |b - zb| <= 2^32 and |m| <= 2^31: the sum is below 2^64.
-        map(a.len(), Isa::Portable, |i| {
+        let f = |i: usize| {
             let v = (a[i].to_i64() - za) as i128 * ma as i128
                 + (b[i].to_i64() - zb) as i128 * mb as i128;
             Y::sat_wide(y_zp as i128 + round_shift(v, shift))
-        })
+        };
+        fill(Isa::Portable, &f, 0, dst);
     }
 }
 
