@@ -347,7 +347,7 @@ pub(crate) fn shared_product_len(program: &Program, index: usize) -> usize {
 /// The serving path: the program's output on `input`, nothing else.
 ///
 /// Called from outside the thread pool, the program has every core to itself: runs of
-/// row-local ops are then cut into row blocks, one per thread ([`row_parallel`]). Called
+/// row-local ops are then cut into row blocks, one per thread (see `row_parallel.rs`). Called
 /// from inside the pool (programs side by side, one per core), each op runs whole.
 pub fn run(program: &Program, weights: &Weights, input: &Tensor) -> Result<Tensor> {
     let split_rows = rayon::current_thread_index().is_none();
