@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::ops::Op;
 use crate::program::{OpNode, Operand, Program};
 use crate::tensor::{Tensor, TensorData, TensorType};
-use crate::trace::Weights;
+use crate::trace::{self, Weights};
 use rayon::prelude::*;
 use std::cell::Cell;
 use std::ops::Range;
@@ -248,7 +248,7 @@ fn run_block(
     let mut cut: Vec<(Operand, Tensor)> = Vec::new();
     let mut i = start;
     while i < seg.ops.end {
-        let shared = crate::trace::shared_product_len(program, i).min(seg.ops.end - i);
+        let shared = trace::shared_product_len(program, i).min(seg.ops.end - i);
         for j in i..i + shared {
             let node = &program.ops[j - 1];
             let split = split_operands(&node.op, node.inputs.len()).unwrap_or(&[]);
@@ -258,14 +258,7 @@ fn run_block(
                     Operand::Weight(_) => true,
                 };
                 if split.contains(&k) && outside && !cut.iter().any(|(c, _)| c == o) {
-                    let whole = match *o {
-                        Operand::Slot(s) => slots[s as usize].as_ref().ok_or_else(|| {
-                            Error::Program(format!(
-                                "op {j} reads slot {s}, which was freed or never written"
-                            ))
-                        })?,
-                        Operand::Weight(w) => &weights.tensors()[w as usize],
-                    };
+                    let whole = trace::operand(weights, slots, j, o)?;
                     cut.push((*o, row_block(whole, r)?));
                 }
             }
@@ -289,14 +282,7 @@ fn run_block(
                         }
                         return Ok(&cut.iter().find(|(c, _)| c == o).expect("cut above").1);
                     }
-                    match *o {
-                        Operand::Slot(s) => slots[s as usize].as_ref().ok_or_else(|| {
-                            Error::Program(format!(
-                                "op {j} reads slot {s}, which was freed or never written"
-                            ))
-                        }),
-                        Operand::Weight(w) => Ok(&weights.tensors()[w as usize]),
-                    }
+                    trace::operand(weights, slots, j, o)
                 })
                 .collect()
         };
@@ -313,41 +299,29 @@ fn run_block(
                 r.end
             ))
         };
-        let packed = packed(weights, node);
         if fused.get(i) == Some(&true) && i + 2 < seg.ops.end && !keep(i) && !keep(i + 1) {
             // Two products and their add as one; the products' blocks are never kept.
-            let (a, b, add) = (
-                &program.ops[i - 1],
-                node_at(program, i + 1),
-                node_at(program, i + 2),
-            );
+            let nodes = [0, 1, 2].map(|k| &program.ops[i - 1 + k]);
             let (xa, xb) = (operands(i)?, operands(i + 1)?);
-            let (ta, tb, tadd) = (block_type(i), block_type(i + 1), block_type(i + 2));
-            let out = Op::execute_fc_pair_add(
-                &[
-                    (&a.op, &xa, &ta, weights.epilogue(a)),
-                    (&b.op, &xb, &tb, weights.epilogue(b)),
-                ],
-                (&add.op, &tadd),
-                packed,
+            let types = [0, 1, 2].map(|k| block_type(i + k));
+            let out = trace::run_fc_pair_add(
+                weights,
+                nodes,
+                [&xa, &xb],
+                [&types[0], &types[1], &types[2]],
             )
             .map_err(context)?;
             own[i + 2 - start] = Some(out);
             i += 3;
             continue;
         }
+        let packed = weights.packed_for(node);
         let outs = if packed.is_some() {
             let inputs = (i..i + shared).map(operands).collect::<Result<Vec<_>>>()?;
             let types: Vec<TensorType> = (i..i + shared).map(block_type).collect();
-            let ops: Vec<_> = (i..i + shared)
-                .zip(&inputs)
-                .zip(&types)
-                .map(|((j, x), ty)| {
-                    let node = &program.ops[j - 1];
-                    (&node.op, x.as_slice(), ty, weights.epilogue(node))
-                })
-                .collect();
-            Op::execute_fc_prepared(&ops, packed).map_err(context)?
+            let nodes: Vec<&OpNode> = program.ops[i - 1..i - 1 + shared].iter().collect();
+            let types: Vec<&TensorType> = types.iter().collect();
+            trace::run_fc_shared(weights, &nodes, &inputs, &types).map_err(context)?
         } else if matches!(node.op, Op::Reshape) {
             // Same rows, same last axis: the block is its input's block.
             vec![operands(i)?[0].clone()]
@@ -372,19 +346,6 @@ fn run_block(
                 .ok_or_else(|| Error::Program(format!("op {j} was not run")))
         })
         .collect()
-}
-
-/// Op `i` (1-based) of `program`.
-fn node_at(program: &Program, i: usize) -> &OpNode {
-    &program.ops[i - 1]
-}
-
-/// The packed weight matrix of a `fully_connected` node, if it has one.
-fn packed<'a>(weights: &'a Weights, node: &OpNode) -> Option<&'a crate::gemm::PackedMatrix> {
-    match (&node.op, node.inputs.get(1)) {
-        (Op::FullyConnected { .. }, Some(Operand::Weight(w))) => weights.packed(*w as usize),
-        _ => None,
-    }
 }
 
 #[cfg(test)]

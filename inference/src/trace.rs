@@ -12,7 +12,7 @@ use crate::merkle::{H256, MerkleProof, MerkleTree, RangeProof};
 use crate::ops::{FcEpilogue, Op};
 use crate::program::{OpNode, Operand, Program};
 use crate::row_parallel;
-use crate::tensor::Tensor;
+use crate::tensor::{Tensor, TensorType};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -163,6 +163,14 @@ impl Weights {
         self.packed.get(index).and_then(Option::as_ref)
     }
 
+    /// The packed weight matrix of `node`, if it is a `fully_connected` by a weight.
+    pub(crate) fn packed_for(&self, node: &OpNode) -> Option<&PackedMatrix> {
+        match (&node.op, node.inputs.get(1)) {
+            (Op::FullyConnected { .. }, Some(Operand::Weight(w))) => self.packed(*w as usize),
+            _ => None,
+        }
+    }
+
     /// The requantization of `node`, built at load, if it is a `fully_connected` whose
     /// operands after `x` are all weights.
     pub(crate) fn epilogue(&self, node: &OpNode) -> Option<&FcEpilogue> {
@@ -204,25 +212,15 @@ fn step(
 ) -> Result<Vec<Tensor>> {
     let operands = |i: usize| slot_operands(program, weights, slots, i);
     let node = &program.ops[index - 1];
-    let packed = match (&node.op, node.inputs.get(1)) {
-        (Op::FullyConnected { .. }, Some(Operand::Weight(w))) => {
-            weights.packed[*w as usize].as_ref()
-        }
-        _ => None,
-    };
+    let packed = weights.packed_for(node);
     if packed.is_some() {
         let shared = shared_product_len(program, index);
         let inputs = (index..index + shared)
             .map(operands)
             .collect::<Result<Vec<_>>>()?;
-        let ops: Vec<_> = (index..index + shared)
-            .zip(&inputs)
-            .map(|(i, x)| {
-                let node = &program.ops[i - 1];
-                (&node.op, x.as_slice(), &node.output, weights.epilogue(node))
-            })
-            .collect();
-        return Op::execute_fc_prepared(&ops, packed).map_err(|e| match shared {
+        let nodes: Vec<&OpNode> = program.ops[index - 1..index - 1 + shared].iter().collect();
+        let types: Vec<&TensorType> = nodes.iter().map(|n| &n.output).collect();
+        return run_fc_shared(weights, &nodes, &inputs, &types).map_err(|e| match shared {
             1 => Error::Program(format!("op {index} (fully_connected): {e}")),
             _ => Error::Program(format!(
                 "ops {index}..={} (fully_connected, one shared product): {e}",
@@ -247,15 +245,61 @@ fn slot_operands<'a>(
     program.ops[i - 1]
         .inputs
         .iter()
-        .map(|o| match *o {
-            Operand::Slot(s) => slots[s as usize].as_ref().ok_or_else(|| {
-                Error::Program(format!(
-                    "op {i} reads slot {s}, which was freed or never written"
-                ))
-            }),
-            Operand::Weight(w) => Ok(&weights.tensors[w as usize]),
-        })
+        .map(|o| operand(weights, slots, i, o))
         .collect()
+}
+
+/// Operand `o` of op `i` (1-based), from `slots` or the weights.
+pub(crate) fn operand<'a>(
+    weights: &'a Weights,
+    slots: &'a [Option<Tensor>],
+    i: usize,
+    o: &Operand,
+) -> Result<&'a Tensor> {
+    match *o {
+        Operand::Slot(s) => slots[s as usize].as_ref().ok_or_else(|| {
+            Error::Program(format!(
+                "op {i} reads slot {s}, which was freed or never written"
+            ))
+        }),
+        Operand::Weight(w) => Ok(&weights.tensors[w as usize]),
+    }
+}
+
+/// Runs `nodes`, `fully_connected` ops by one weight matrix, as one product on `inputs`
+/// (each node's operands) into `types`, with their requantizations prepared at load.
+pub(crate) fn run_fc_shared(
+    weights: &Weights,
+    nodes: &[&OpNode],
+    inputs: &[Vec<&Tensor>],
+    types: &[&TensorType],
+) -> Result<Vec<Tensor>> {
+    let ops: Vec<_> = nodes
+        .iter()
+        .zip(inputs)
+        .zip(types)
+        .map(|((node, x), ty)| (&node.op, x.as_slice(), *ty, weights.epilogue(node)))
+        .collect();
+    let packed = nodes.first().and_then(|n| weights.packed_for(n));
+    Op::execute_fc_prepared(&ops, packed)
+}
+
+/// Runs `[a, b, add]` (see [`pair_add_at`]) as one on the operands of `a` and `b`, giving
+/// the `add`'s output of type `types[2]` (`a` and `b` of `types[0]` and `types[1]`).
+pub(crate) fn run_fc_pair_add(
+    weights: &Weights,
+    [a, b, add]: [&OpNode; 3],
+    [xa, xb]: [&[&Tensor]; 2],
+    [ta, tb, tadd]: [&TensorType; 3],
+) -> Result<Tensor> {
+    Op::execute_fc_pair_add(
+        &[
+            (&a.op, xa, ta, weights.epilogue(a)),
+            (&b.op, xb, tb, weights.epilogue(b)),
+        ],
+        (&add.op, tadd),
+        weights.packed_for(a),
+    )
 }
 
 /// Whether ops `index` and `index + 1` (1-based) are a shared product of exactly two
@@ -293,23 +337,16 @@ fn step_pair_add(
     slots: &[Option<Tensor>],
     index: usize,
 ) -> Result<Tensor> {
-    let (a, b) = (&program.ops[index - 1], &program.ops[index]);
-    let add = &program.ops[index + 1];
+    let [a, b, add] = [0, 1, 2].map(|k| &program.ops[index - 1 + k]);
     let (xa, xb) = (
         slot_operands(program, weights, slots, index)?,
         slot_operands(program, weights, slots, index + 1)?,
     );
-    let packed = match a.inputs.get(1) {
-        Some(Operand::Weight(w)) => weights.packed(*w as usize),
-        _ => None,
-    };
-    Op::execute_fc_pair_add(
-        &[
-            (&a.op, &xa, &a.output, weights.epilogue(a)),
-            (&b.op, &xb, &b.output, weights.epilogue(b)),
-        ],
-        (&add.op, &add.output),
-        packed,
+    run_fc_pair_add(
+        weights,
+        [a, b, add],
+        [&xa, &xb],
+        [&a.output, &b.output, &add.output],
     )
     .map_err(|e| {
         Error::Program(format!(

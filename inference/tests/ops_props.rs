@@ -97,26 +97,9 @@ proptest! {
         for _ in 0..parts {
             let mut xshape: Vec<usize> = (0..g.range(0, 2)).map(|_| g.dim(9)).collect();
             xshape.push(k);
-            let x = g.tensor(DType::I8, &xshape);
-            let bias = g.tensor(DType::I32, &[n]);
-            let m = make(DType::I32, &[n], (0..n).map(|_| g.multiplier() as i64).collect());
-            let s = make(DType::I32, &[n], (0..n).map(|_| g.shift() as i64).collect());
-            let out = g.dtype(ALL);
-            let op = Op::FullyConnected { x_zero_point: g.zp(DType::I8), y_zero_point: g.zp(out) };
-            let inputs = vec![x, w.clone(), bias, m, s];
-            let types: Vec<TensorType> = inputs.iter().map(|t| t.ty()).collect();
-            let out = op.infer(&types.iter().collect::<Vec<_>>(), out).unwrap();
-            cases.push((op, inputs, out));
+            cases.push(fc_case(&mut g, &w, &xshape, ALL));
         }
-        // Every part reads the same tensor `w`.
-        let refs: Vec<Vec<&Tensor>> = cases
-            .iter()
-            .map(|(_, inputs, _)| {
-                let mut r: Vec<&Tensor> = inputs.iter().collect();
-                r[1] = &w;
-                r
-            })
-            .collect();
+        let refs = with_shared_w(&cases, &w);
         let ops: Vec<(&Op, &[&Tensor], &TensorType)> = cases
             .iter()
             .zip(&refs)
@@ -132,13 +115,8 @@ proptest! {
         }
         // With each part's requantization built ahead (as at load), the same bits.
         let packed = PackedMatrix::pack(w.as_i8("w").unwrap(), n, k);
-        let epilogues: Vec<FcEpilogue> = ops
-            .iter()
-            .map(|(op, r, _)| {
-                let Op::FullyConnected { x_zero_point, y_zero_point } = op else { unreachable!() };
-                FcEpilogue::new(&packed, r[2], r[3], r[4], *x_zero_point, *y_zero_point).unwrap()
-            })
-            .collect();
+        let epilogues: Vec<FcEpilogue> =
+            ops.iter().map(|(op, r, _)| epilogue_of(&packed, op, r)).collect();
         let prepared: Vec<_> = ops
             .iter()
             .zip(&epilogues)
@@ -158,21 +136,7 @@ proptest! {
         let w = g.tensor(DType::I8, &[n, k]);
         let mut xshape: Vec<usize> = (0..g.range(0, 2)).map(|_| g.dim(9)).collect();
         xshape.push(k);
-        let mut fcs = Vec::new();
-        for _ in 0..2 {
-            let x = g.tensor(DType::I8, &xshape);
-            let bias = g.tensor(DType::I32, &[n]);
-            let m = make(DType::I32, &[n], (0..n).map(|_| g.multiplier() as i64).collect());
-            let s = make(DType::I32, &[n], (0..n).map(|_| g.shift() as i64).collect());
-            let op = Op::FullyConnected {
-                x_zero_point: g.zp(DType::I8),
-                y_zero_point: g.zp(DType::I32),
-            };
-            let inputs = vec![x, w.clone(), bias, m, s];
-            let types: Vec<TensorType> = inputs.iter().map(|t| t.ty()).collect();
-            let out = op.infer(&types.iter().collect::<Vec<_>>(), DType::I32).unwrap();
-            fcs.push((op, inputs, out));
-        }
+        let fcs: Vec<_> = (0..2).map(|_| fc_case(&mut g, &w, &xshape, &[DType::I32])).collect();
         let out = g.dtype(ALL);
         let add = Op::Add {
             a_zero_point: g.zp(DType::I32),
@@ -183,14 +147,7 @@ proptest! {
             y_zero_point: g.zp(out),
         };
         let add_out = add.infer(&[&fcs[0].2, &fcs[1].2], out).unwrap();
-        let refs: Vec<Vec<&Tensor>> = fcs
-            .iter()
-            .map(|(_, inputs, _)| {
-                let mut r: Vec<&Tensor> = inputs.iter().collect();
-                r[1] = &w;
-                r
-            })
-            .collect();
+        let refs = with_shared_w(&fcs, &w);
         let want_a = reference::execute(&fcs[0].0, &refs[0], &fcs[0].2).unwrap();
         let want_b = reference::execute(&fcs[1].0, &refs[1], &fcs[1].2).unwrap();
         let want = reference::execute(&add, &[&want_a, &want_b], &add_out).unwrap();
@@ -199,15 +156,7 @@ proptest! {
             let epilogues: Vec<Option<FcEpilogue>> = fcs
                 .iter()
                 .zip(&refs)
-                .map(|((op, _, _), r)| {
-                    let Op::FullyConnected { x_zero_point, y_zero_point } = op else {
-                        unreachable!()
-                    };
-                    prepared.then(|| {
-                        FcEpilogue::new(&packed, r[2], r[3], r[4], *x_zero_point, *y_zero_point)
-                            .unwrap()
-                    })
-                })
+                .map(|((op, _, _), r)| prepared.then(|| epilogue_of(&packed, op, r)))
                 .collect();
             let got = Op::execute_fc_pair_add(
                 &[
@@ -677,4 +626,61 @@ fn a_fused_pair_refuses_what_it_cannot_fuse() {
     )
     .unwrap();
     assert_eq!(y.as_i32("y").unwrap(), [10, 22]);
+}
+
+/// A `fully_connected` by `w` (`[n, k]`) on an `x` of `xshape`, with random bias,
+/// requantization, zero points and an output dtype from `outs`: the op, its operands
+/// (a copy of `w` second) and its output type.
+fn fc_case(
+    g: &mut Gen,
+    w: &Tensor,
+    xshape: &[usize],
+    outs: &[DType],
+) -> (Op, Vec<Tensor>, TensorType) {
+    let n = w.shape()[0];
+    let x = g.tensor(DType::I8, xshape);
+    let bias = g.tensor(DType::I32, &[n]);
+    let m = make(
+        DType::I32,
+        &[n],
+        (0..n).map(|_| g.multiplier() as i64).collect(),
+    );
+    let s = make(DType::I32, &[n], (0..n).map(|_| g.shift() as i64).collect());
+    let out = g.dtype(outs);
+    let op = Op::FullyConnected {
+        x_zero_point: g.zp(DType::I8),
+        y_zero_point: g.zp(out),
+    };
+    let inputs = vec![x, w.clone(), bias, m, s];
+    let types: Vec<TensorType> = inputs.iter().map(|t| t.ty()).collect();
+    let out = op.infer(&types.iter().collect::<Vec<_>>(), out).unwrap();
+    (op, inputs, out)
+}
+
+/// The operands of `cases` with `w` itself as every case's weight matrix (a shared
+/// product multiplies one tensor).
+fn with_shared_w<'a>(
+    cases: &'a [(Op, Vec<Tensor>, TensorType)],
+    w: &'a Tensor,
+) -> Vec<Vec<&'a Tensor>> {
+    cases
+        .iter()
+        .map(|(_, inputs, _)| {
+            let mut r: Vec<&Tensor> = inputs.iter().collect();
+            r[1] = w;
+            r
+        })
+        .collect()
+}
+
+/// The prepared requantization of `op`, a `fully_connected` by `packed` on operands `r`.
+fn epilogue_of(packed: &PackedMatrix, op: &Op, r: &[&Tensor]) -> FcEpilogue {
+    let Op::FullyConnected {
+        x_zero_point,
+        y_zero_point,
+    } = *op
+    else {
+        panic!("not a fully_connected: {op:?}")
+    };
+    FcEpilogue::new(packed, r[2], r[3], r[4], x_zero_point, y_zero_point).unwrap()
 }

@@ -162,40 +162,26 @@ impl FcEpilogue {
                 )));
             }
         }
-        Ok(Self(build_epilogue(
-            packed,
-            bias,
-            multiplier,
-            shift,
-            x_zero_point,
+        let bias = bias.as_i32("fully_connected bias")?;
+        let mult = multiplier.as_i32("fully_connected multiplier")?;
+        let shift = shift.as_i32("fully_connected shift")?;
+        check_shifts(OpKind::FullyConnected, shift)?;
+        // acc = bias + sum (x - zx) w = bias + sum x w - zx * rowsum(w), all wrapping.
+        let offset = packed
+            .row_sums()
+            .iter()
+            .zip(bias)
+            .map(|(&rs, &b)| b.wrapping_sub(x_zero_point.wrapping_mul(rs)))
+            .collect();
+        // check_shifts: every shift is in 0..=62.
+        let shifts: Vec<u32> = shift.iter().map(|&s| s as u32).collect();
+        Ok(Self(Epilogue::new(
+            offset,
+            mult.to_vec(),
+            &shifts,
             y_zero_point,
-        )?))
+        )))
     }
-}
-
-/// [`Epilogue`] of a `fully_connected` (operands of length `N`, checked by the caller).
-fn build_epilogue(
-    packed: &PackedMatrix,
-    bias: &Tensor,
-    multiplier: &Tensor,
-    shift: &Tensor,
-    x_zero_point: i32,
-    y_zero_point: i32,
-) -> Result<Epilogue> {
-    let bias = bias.as_i32("fully_connected bias")?;
-    let mult = multiplier.as_i32("fully_connected multiplier")?;
-    let shift = shift.as_i32("fully_connected shift")?;
-    check_shifts(OpKind::FullyConnected, shift)?;
-    // acc = bias + sum (x - zx) w = bias + sum x w - zx * rowsum(w), all wrapping.
-    let offset = packed
-        .row_sums()
-        .iter()
-        .zip(bias)
-        .map(|(&rs, &b)| b.wrapping_sub(x_zero_point.wrapping_mul(rs)))
-        .collect();
-    // check_shifts: every shift is in 0..=62.
-    let shifts: Vec<u32> = shift.iter().map(|&s| s as u32).collect();
-    Ok(Epilogue::new(offset, mult.to_vec(), &shifts, y_zero_point))
 }
 
 /// The operands and parameters of one `fully_connected` other than its weight matrix.
@@ -311,14 +297,14 @@ pub(crate) fn fully_connected_pair_add(
 fn part_epilogue<'e>(
     packed: &PackedMatrix,
     p: &'e FcPart<'_>,
-    built: &'e mut Option<Epilogue>,
+    built: &'e mut Option<FcEpilogue>,
 ) -> Result<&'e Epilogue> {
     if let Some(e) = p.epilogue
         && e.0.offset.len() == packed.n()
     {
         return Ok(&e.0);
     }
-    let e = build_epilogue(
+    let e = FcEpilogue::new(
         packed,
         p.bias,
         p.multiplier,
@@ -326,7 +312,7 @@ fn part_epilogue<'e>(
         p.x_zero_point,
         p.y_zero_point,
     )?;
-    Ok(built.insert(e))
+    Ok(&built.insert(e).0)
 }
 
 /// The product of `w` with the stacked inputs of `parts`, handed to `f` as the packed

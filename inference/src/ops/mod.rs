@@ -781,32 +781,33 @@ impl Op {
     ) -> Result<Tensor> {
         let (w, parts) = Self::fc_parts(ops)?.expect("two ops");
         add.check(&[ops[0].2, ops[1].2], add_output)?;
-        let Self::Add {
-            a_zero_point,
-            a_multiplier,
-            b_zero_point,
-            b_multiplier,
-            shift,
-            y_zero_point,
-        } = *add
-        else {
-            return Err(Error::Param(format!(
+        let params = add.add_params().ok_or_else(|| {
+            Error::Param(format!(
                 "a fused pair of fully_connected ops ends in an add, not {}",
                 add.kind()
-            )));
-        };
-        let [a, b] = [parts[0], parts[1]];
-        matmul::fully_connected_pair_add(
-            w,
-            packed,
-            [a, b],
-            (
+            ))
+        })?;
+        matmul::fully_connected_pair_add(w, packed, [parts[0], parts[1]], params, add_output.dtype)
+    }
+
+    /// An `add`'s parameters as its kernel takes them: `[a_zp, a_m, b_zp, b_m]`, the
+    /// shift and the output zero point; `None` for another op.
+    fn add_params(&self) -> Option<([i32; 4], u32, i32)> {
+        match *self {
+            Self::Add {
+                a_zero_point,
+                a_multiplier,
+                b_zero_point,
+                b_multiplier,
+                shift,
+                y_zero_point,
+            } => Some((
                 [a_zero_point, a_multiplier, b_zero_point, b_multiplier],
                 shift,
                 y_zero_point,
-            ),
-            add_output.dtype,
-        )
+            )),
+            _ => None,
+        }
     }
 
     /// The weight matrix and parts of `fully_connected` ops sharing it, each op checked;
@@ -900,21 +901,10 @@ impl Op {
                 *y_zero_point,
                 dt,
             ),
-            Self::Add {
-                a_zero_point,
-                a_multiplier,
-                b_zero_point,
-                b_multiplier,
-                shift,
-                y_zero_point,
-            } => add(
-                inputs[0],
-                inputs[1],
-                [*a_zero_point, *a_multiplier, *b_zero_point, *b_multiplier],
-                *shift,
-                *y_zero_point,
-                dt,
-            ),
+            Self::Add { .. } => {
+                let (p, shift, y_zero_point) = self.add_params().expect("an add");
+                add(inputs[0], inputs[1], p, shift, y_zero_point, dt)
+            }
             Self::Mul {
                 a_zero_point,
                 b_zero_point,
