@@ -6,13 +6,18 @@
 //!
 //! - token embeddings as an `i16` table, positions (plus token type 0) as an `i16` weight,
 //!   added into the `i16` residual stream;
-//! - each layer norm runs twice on the same input: once to an `i16` residual stream, once
-//!   to the `i8` input of the next matrix products (one rounding each);
+//! - the residual stream is `i16`; each layer norm whose output feeds Q/K/V or the
+//!   feed-forward up projection runs twice on the same input: once to the `i16` residual
+//!   stream, once straight to the `i8` input of those products, smoothed per channel
+//!   (SmoothQuant: channel `j` divided by a factor that column `j` of the weights is
+//!   multiplied by, see `Builder::smoothed_input`), so a few outlier channels do not take
+//!   the 8 bits' range;
 //! - Q, K, V, the attention output and the feed-forward layers are `fully_connected` with
-//!   per-output-channel `i8` weights and `i32` biases;
+//!   per-output-channel `i8` weights and `i32` biases; the down projection's input (the
+//!   GELU table's `i16` output) is split into two `i8` halves, two products summed;
 //! - attention scores are `i16` in units of at least 1/256, softmax goes through a 4096-entry
 //!   exp table to `i8` probabilities (scale 1/256), `P x V` back to `i8`;
-//! - GELU is a 256-entry table on `i8` with an asymmetric output;
+//! - GELU is a 256-entry table from `i8` to `i16`;
 //! - the last hidden state is mean-pooled over the attention mask to `i32`; the caller
 //!   L2-normalizes the pooled vector in float, after the program.
 //!
@@ -56,6 +61,9 @@ pub const MINILM_L6: BertConfig = BertConfig {
 };
 
 const LN_EPS: f32 = 1e-12;
+/// How much of an activation channel's range smoothing moves into the weights
+/// ([`Builder::smoothed_input`]).
+const SMOOTH_ALPHA: f32 = 0.75;
 /// Softmax exp table length: distances below the row maximum up to 16 (in float units at
 /// the finest score scale) before the table's last entry takes over.
 const EXP_TABLE: usize = 4096;
@@ -97,6 +105,26 @@ fn record(ranges: &mut Option<&mut Ranges>, name: &str, values: &[f32]) {
             });
         let e = r
             .entry(name.to_string())
+            .or_insert((f32::INFINITY, f32::NEG_INFINITY));
+        *e = (e.0.min(lo), e.1.max(hi));
+    }
+}
+
+/// Records the range of each of the `d` channels (last axis) of `values` as
+/// `{name}/{channel}`.
+fn record_channels(ranges: &mut Option<&mut Ranges>, name: &str, values: &[f32], d: usize) {
+    let Some(r) = ranges.as_deref_mut() else {
+        return;
+    };
+    let mut range = vec![(f32::INFINITY, f32::NEG_INFINITY); d];
+    for row in values.chunks(d) {
+        for (e, &v) in range.iter_mut().zip(row) {
+            *e = (e.0.min(v), e.1.max(v));
+        }
+    }
+    for (j, (lo, hi)) in range.into_iter().enumerate() {
+        let e = r
+            .entry(format!("{name}/{j}"))
             .or_insert((f32::INFINITY, f32::NEG_INFINITY));
         *e = (e.0.min(lo), e.1.max(hi));
     }
@@ -182,6 +210,7 @@ impl BertFloat {
         let keep = vec![true; s];
         for (l, layer) in self.layers.iter().enumerate() {
             record(&mut ranges, &format!("h{l}"), &h);
+            record_channels(&mut ranges, &format!("h{l}"), &h, d);
             let q = linear(&h, s, d, &layer.q.0, d, &layer.q.1);
             let k = linear(&h, s, d, &layer.k.0, d, &layer.k.1);
             let v = linear(&h, s, d, &layer.v.0, d, &layer.v.1);
@@ -221,6 +250,7 @@ impl BertFloat {
             layer_norm(&mut sum, d, &layer.ln1.0, &layer.ln1.1, LN_EPS);
             let h1 = sum;
             record(&mut ranges, &format!("h1{l}"), &h1);
+            record_channels(&mut ranges, &format!("h1{l}"), &h1, d);
             let mut up = linear(&h1, s, d, &layer.up.0, ffn, &layer.up.1);
             record(&mut ranges, &format!("up{l}"), &up);
             for u in up.iter_mut() {
@@ -280,6 +310,13 @@ impl Scales {
 
     fn i16(&self, name: &str) -> Result<f32> {
         Ok(self.absmax(name)? / 32767.0)
+    }
+
+    /// `max |x|` of each of the `d` channels of `name`.
+    fn channels(&self, name: &str, d: usize) -> Result<Vec<f32>> {
+        (0..d)
+            .map(|j| self.absmax(&format!("{name}/{j}")))
+            .collect()
     }
 }
 
@@ -523,10 +560,75 @@ impl Builder {
         )
     }
 
+    /// A layer norm of `x` (scale `s_x`) straight to the `i8` input of the linear layers
+    /// `wbs` (each `[n, k]`, `k = gamma.len()`), smoothed per channel: channel `j` of the
+    /// normalized output is divided by `f_j = amax_j^a / wmax_j^(1 - a)` (its `gamma` and
+    /// `beta` divided by `f_j`) and column `j` of every weight multiplied by it, where
+    /// `amax_j` is the channel's calibration `max |x|`, `wmax_j` the column's largest weight
+    /// and `a` [`SMOOTH_ALPHA`]. That moves the few outlier channels' range into the
+    /// weights (quantized per output row), so 8 bits hold the input. Gives the input, its
+    /// scale and the smoothed weights.
+    #[allow(clippy::type_complexity)]
+    fn smoothed_input(
+        &mut self,
+        name: &str,
+        x: Operand,
+        s_x: f32,
+        (gamma, beta): &(Vec<f32>, Vec<f32>),
+        amax: &[f32],
+        wbs: &[&(Vec<f32>, Vec<f32>)],
+    ) -> Result<(Operand, f32, Vec<(Vec<f32>, Vec<f32>)>)> {
+        let k = gamma.len();
+        let ws: Vec<&[f32]> = wbs.iter().map(|(w, _)| w.as_slice()).collect();
+        let f = smoothing_factors(amax, &ws, SMOOTH_ALPHA);
+        let s_y = amax
+            .iter()
+            .zip(&f)
+            .fold(0f32, |m, (&a, &f)| m.max(a / f))
+            .max(1e-6)
+            / 127.0;
+        let ln = (
+            gamma.iter().zip(&f).map(|(&g, &f)| g / f).collect(),
+            beta.iter().zip(&f).map(|(&b, &f)| b / f).collect(),
+        );
+        let y = self.layer_norm(name, x, &ln, s_x, s_y, DType::I8)?;
+        let ws = wbs
+            .iter()
+            .map(|(w, b)| {
+                let w = w
+                    .chunks(k)
+                    .flat_map(|row| row.iter().zip(&f).map(|(&v, &f)| v * f))
+                    .collect();
+                (w, b.clone())
+            })
+            .collect();
+        Ok((y, s_y, ws))
+    }
+
     fn heads(&mut self, x: Operand, s: usize, heads: usize, dh: usize) -> Result<Operand> {
         let r = self.b.reshape(x, &[s, heads, dh])?;
         self.b.transpose(r, &[1, 0, 2])
     }
+}
+
+/// SmoothQuant's per-channel factors for an activation with channel ranges `amax` (`k`
+/// channels) feeding the weights `ws` (each `[n, k]`, row-major): `f_j = amax_j^alpha /
+/// wmax_j^(1 - alpha)`, `wmax_j` the largest `|w|` of column `j` over all of them. Dividing
+/// channel `j` by `f_j` and multiplying column `j` by it leaves every product unchanged.
+fn smoothing_factors(amax: &[f32], ws: &[&[f32]], alpha: f32) -> Vec<f32> {
+    let k = amax.len();
+    let mut wmax = vec![0f32; k];
+    for w in ws {
+        for row in w.chunks(k) {
+            for (m, &v) in wmax.iter_mut().zip(row) {
+                *m = m.max(v.abs());
+            }
+        }
+    }
+    amax.iter()
+        .zip(&wmax)
+        .map(|(&a, &w)| (a.max(1e-6).powf(alpha) / w.max(1e-6).powf(1.0 - alpha)).max(1e-6))
+        .collect()
 }
 
 /// Progress of a long step: (what, done, total).
@@ -698,6 +800,7 @@ impl Calibrated {
         let emb = q.b.reshape(emb, &[s, d])?;
         let mut s_h16 = sc.i16("h0")?;
         let mut h16 = q.layer_norm("embeddings.ln", emb, &float.ln, s_emb, s_h16, DType::I16)?;
+        let mut ln_in = (emb, s_emb, &float.ln);
 
         for (l, layer) in float.layers.iter().enumerate() {
             progress("building layers", l, layers);
@@ -707,10 +810,18 @@ impl Calibrated {
                 sc.i8(&format!("k{l}"))?,
                 sc.i8(&format!("v{l}"))?,
             );
-            let x = q.split(h16, s_h16)?;
-            let qh = q.fc_split(&format!("{p}.q"), &x, &layer.q, d, d, s_q, DType::I8)?;
-            let kh = q.fc_split(&format!("{p}.k"), &x, &layer.k, d, d, s_k, DType::I8)?;
-            let vh = q.fc_split(&format!("{p}.v"), &x, &layer.v, d, d, s_v, DType::I8)?;
+            let (ln_x, ln_s, ln_p) = ln_in;
+            let (x, s_x, w) = q.smoothed_input(
+                &format!("{p}.ln_qkv"),
+                ln_x,
+                ln_s,
+                ln_p,
+                &sc.channels(&format!("h{l}"), d)?,
+                &[&layer.q, &layer.k, &layer.v],
+            )?;
+            let qh = q.fc(&format!("{p}.q"), x, (s_x, 0), &w[0], d, d, s_q, DType::I8)?;
+            let kh = q.fc(&format!("{p}.k"), x, (s_x, 0), &w[1], d, d, s_k, DType::I8)?;
+            let vh = q.fc(&format!("{p}.v"), x, (s_x, 0), &w[2], d, d, s_v, DType::I8)?;
             let (qh, kh, vh) = (
                 q.heads(qh, s, heads, dh)?,
                 q.heads(kh, s, heads, dh)?,
@@ -791,17 +902,26 @@ impl Calibrated {
                 s_h1,
                 DType::I16,
             )?;
-            let x1 = q.split(h1, s_h1)?;
             let s_up = sc.i8(&format!("up{l}"))?;
-            let up = q.fc_split(
+            let (x1, s_x1, w) = q.smoothed_input(
+                &format!("{p}.ln_up"),
+                sum1,
+                s_sum1,
+                &layer.ln1,
+                &sc.channels(&format!("h1{l}"), d)?,
+                &[&layer.up],
+            )?;
+            let up = q.fc(
                 &format!("{p}.ffn_up"),
-                &x1,
-                &layer.up,
+                x1,
+                (s_x1, 0),
+                &w[0],
                 ffn,
                 d,
                 s_up,
                 DType::I8,
             )?;
+            let s_down = sc.i16(&format!("down{l}"))?;
             // GELU as an i8 -> i16 table, split again for the down projection.
             let s_g = sc.i16(&format!("gelu{l}"))?;
             let table: Vec<i16> = (0..256)
@@ -815,7 +935,6 @@ impl Calibrated {
                 q.b.weight(format!("{p}.gelu"), Tensor::from_i16(vec![256], table)?);
             let g = q.b.push(Op::Lut, &[up, gelu_t], DType::I16)?;
             let g = q.split(g, s_g)?;
-            let s_down = sc.i16(&format!("down{l}"))?;
             let down = q.fc_split(
                 &format!("{p}.ffn_down"),
                 &g,
@@ -836,6 +955,7 @@ impl Calibrated {
                 s_h16,
                 DType::I16,
             )?;
+            ln_in = (sum2, s_sum2, &layer.ln2);
         }
         progress("building layers", layers, layers);
         let h3 = q.b.reshape(h16, &[1, s, d])?;
@@ -1050,5 +1170,66 @@ impl LengthPrograms {
             (DType::I32, &[2, len]) => Some(len),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deterministic values in `[-1, 1)`.
+    fn values(n: usize, seed: u64) -> Vec<f32> {
+        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+            })
+            .collect()
+    }
+
+    #[test]
+    fn smoothing_keeps_products_and_balances_ranges() {
+        let (k, n) = (16, 5);
+        let mut x = values(3 * k, 1);
+        // Channel 3 is an outlier, as in BERT's layer norm outputs.
+        for row in x.chunks_mut(k) {
+            row[3] *= 40.0;
+        }
+        let w = values(n * k, 2);
+        let mut amax = vec![0f32; k];
+        for row in x.chunks(k) {
+            for (a, &v) in amax.iter_mut().zip(row) {
+                *a = a.max(v.abs());
+            }
+        }
+        let f = smoothing_factors(&amax, &[&w], 0.5);
+        // Products unchanged: (x / f) . (w * f) == x . w.
+        for row in x.chunks(k) {
+            for wr in w.chunks(k) {
+                let plain: f32 = row.iter().zip(wr).map(|(a, b)| a * b).sum();
+                let smooth: f32 = (0..k).map(|j| (row[j] / f[j]) * (wr[j] * f[j])).sum();
+                assert!((plain - smooth).abs() <= 1e-4 * (1.0 + plain.abs()));
+            }
+        }
+        // alpha = 1/2 meets in the middle: each channel's range equals its column's.
+        for j in 0..k {
+            let wmax = w.chunks(k).fold(0f32, |m, r| m.max(r[j].abs()));
+            let (xs, ws) = (amax[j] / f[j], wmax * f[j]);
+            assert!(
+                (xs - ws).abs() <= 1e-4 * xs.max(ws),
+                "channel {j}: {xs} vs {ws}"
+            );
+        }
+        // The outlier no longer sets the 8-bit range alone.
+        let ratio = |v: Vec<f32>| {
+            let mut v = v;
+            v.sort_by(f32::total_cmp);
+            v[k - 1] / v[k / 2]
+        };
+        let smoothed: Vec<f32> = amax.iter().zip(&f).map(|(a, f)| a / f).collect();
+        assert!(ratio(smoothed) < ratio(amax.clone()) / 4.0);
     }
 }
