@@ -13,15 +13,18 @@
 //!   multiplied by, see `Builder::smoothed_input`), so a few outlier channels do not take
 //!   the 8 bits' range;
 //! - Q, K, V, the attention output and the feed-forward layers are `fully_connected` with
-//!   per-output-channel `i8` weights and `i32` biases; the down projection's input (the
-//!   GELU table's `i16` output) is split into two `i8` halves, two products summed;
+//!   per-output-channel `i8` weights and `i32` biases;
+//! - GELU is a 256-entry table on the `i8` up projection; the feed-forward channels go in
+//!   two groups by their GELU output's range: the 32 widest through an `i16` table split
+//!   into two `i8` halves for the down projection, the others through an `i8` table with an
+//!   asymmetric range of their own (see `Builder::feed_forward`);
 //! - attention scores are `i16` in units of at least 1/256, softmax goes through a 4096-entry
 //!   exp table to `i8` probabilities (scale 1/256), `P x V` back to `i8`;
-//! - GELU is a 256-entry table from `i8` to `i16`;
 //! - the last hidden state is mean-pooled over the attention mask to `i32`; the caller
 //!   L2-normalizes the pooled vector in float, after the program.
 //!
-//! Every scale is `max |x| / qmax` of the calibration activations.
+//! Every scale is `max |x| / qmax` of the calibration activations (the narrow GELU group's:
+//! its `(max - min) / 255`).
 
 use super::FloatWeights;
 use super::float::{gelu, layer_norm, linear, softmax_masked};
@@ -61,6 +64,8 @@ pub const MINILM_L6: BertConfig = BertConfig {
 };
 
 const LN_EPS: f32 = 1e-12;
+/// Feed-forward channels whose GELU output keeps 16 bits (see `Builder::feed_forward`).
+const WIDE_FFN_CHANNELS: usize = 32;
 /// How much of an activation channel's range smoothing moves into the weights
 /// ([`Builder::smoothed_input`]).
 const SMOOTH_ALPHA: f32 = 0.75;
@@ -256,7 +261,7 @@ impl BertFloat {
             for u in up.iter_mut() {
                 *u = gelu(*u as f64) as f32;
             }
-            record(&mut ranges, &format!("gelu{l}"), &up);
+            record_channels(&mut ranges, &format!("gelu{l}"), &up, ffn);
             let down = linear(&up, s, ffn, &layer.down.0, d, &layer.down.1);
             record(&mut ranges, &format!("down{l}"), &down);
             let mut sum2: Vec<f32> = h1.iter().zip(&down).map(|(a, b)| a + b).collect();
@@ -296,11 +301,15 @@ impl BertFloat {
 struct Scales(Ranges);
 
 impl Scales {
-    fn absmax(&self, name: &str) -> Result<f32> {
-        let (lo, hi) = self
-            .0
+    fn range(&self, name: &str) -> Result<(f32, f32)> {
+        self.0
             .get(name)
-            .ok_or_else(|| Error::Param(format!("no calibration range for {name}")))?;
+            .copied()
+            .ok_or_else(|| Error::Param(format!("no calibration range for {name}")))
+    }
+
+    fn absmax(&self, name: &str) -> Result<f32> {
+        let (lo, hi) = self.range(name)?;
         Ok(lo.abs().max(hi.abs()).max(1e-6))
     }
 
@@ -603,6 +612,135 @@ impl Builder {
             })
             .collect();
         Ok((y, s_y, ws))
+    }
+
+    /// The feed-forward block from its `i8` input `x` (scale `s_x`): the up projection `up`
+    /// (weights `[ffn, d]`, output scale `s_up`), GELU as a table, the down projection
+    /// `down` (`[d, ffn]`) to `i16` at `s_down`. The `ffn` channels go in two groups by the
+    /// calibration range of their GELU output (`gelu_ranges`): the [`WIDE_FFN_CHANNELS`]
+    /// widest (the outliers, up to 10-16 times the median's range) through an `i16` table
+    /// whose output is split into two `i8` halves, the rest through an `i8` table with an
+    /// asymmetric scale of their own, which is then 4-5 times finer than one scale for all.
+    /// Each group is its own pair of products (rows of `up`, columns of `down`), so the
+    /// down projection's multiply-adds are nearly all 8-bit.
+    fn feed_forward(
+        &mut self,
+        name: &str,
+        (x, s_x): (Operand, f32),
+        ((w_up, b_up), s_up): (&(Vec<f32>, Vec<f32>), f32),
+        (w_down, b_down): &(Vec<f32>, Vec<f32>),
+        gelu_ranges: &[(f32, f32)],
+        s_down: f32,
+    ) -> Result<Operand> {
+        let ffn = gelu_ranges.len();
+        let d = b_down.len();
+        if ffn <= WIDE_FFN_CHANNELS {
+            return Err(Error::Param(format!(
+                "{name}: {ffn} feed-forward channels, more than {WIDE_FFN_CHANNELS} needed"
+            )));
+        }
+        let absmax = |j: usize| gelu_ranges[j].0.abs().max(gelu_ranges[j].1.abs());
+        let mut order: Vec<usize> = (0..ffn).collect();
+        order.sort_by(|&a, &b| absmax(a).total_cmp(&absmax(b)));
+        let (narrow, wide) = order.split_at(ffn - WIDE_FFN_CHANNELS);
+        let up_rows = |idx: &[usize]| -> (Vec<f32>, Vec<f32>) {
+            (
+                idx.iter()
+                    .flat_map(|&r| w_up[r * d..(r + 1) * d].iter().copied())
+                    .collect(),
+                idx.iter().map(|&r| b_up[r]).collect(),
+            )
+        };
+        let down_cols = |idx: &[usize], bias: Vec<f32>| -> (Vec<f32>, Vec<f32>) {
+            let w = w_down
+                .chunks(ffn)
+                .flat_map(|row| idx.iter().map(move |&c| row[c]))
+                .collect();
+            (w, bias)
+        };
+        let table = |s_g: f32, zp: i32, lo: f64, hi: f64| -> Vec<f64> {
+            (0..256)
+                .map(|i| {
+                    ((gelu((i as f64 - 128.0) * s_up as f64) / s_g as f64).round() + zp as f64)
+                        .clamp(lo, hi)
+                })
+                .collect()
+        };
+        // Both groups' products go to a 256 times finer i32 scale and are summed once.
+        let fine = s_down / 256.0;
+
+        // The narrow channels: an i8 table over their own range.
+        let n = narrow.len();
+        let up_n = self.fc(
+            &format!("{name}.ffn_up"),
+            x,
+            (s_x, 0),
+            &up_rows(narrow),
+            n,
+            d,
+            s_up,
+            DType::I8,
+        )?;
+        let (lo, hi) = narrow.iter().fold((0f32, 0f32), |(lo, hi), &j| {
+            (lo.min(gelu_ranges[j].0), hi.max(gelu_ranges[j].1))
+        });
+        let s_g = ((hi - lo) / 255.0).max(1e-6);
+        let zp = (-128.0 - lo / s_g).round() as i32;
+        let t = table(s_g, zp, -128.0, 127.0);
+        let t = self.b.weight(
+            format!("{name}.gelu"),
+            Tensor::from_i8(vec![256], t.iter().map(|&v| v as i8).collect())?,
+        );
+        let g = self.b.push(Op::Lut, &[up_n, t], DType::I8)?;
+        let narrow_part = self.fc(
+            &format!("{name}.ffn_down"),
+            g,
+            (s_g, zp),
+            &down_cols(narrow, b_down.clone()),
+            d,
+            n,
+            fine,
+            DType::I32,
+        )?;
+
+        // The wide channels: an i16 table, split into two i8 halves.
+        let n = wide.len();
+        let up_w = self.fc(
+            &format!("{name}.ffn_up_wide"),
+            x,
+            (s_x, 0),
+            &up_rows(wide),
+            n,
+            d,
+            s_up,
+            DType::I8,
+        )?;
+        let s_g = wide.iter().fold(0f32, |m, &j| m.max(absmax(j))).max(1e-6) / 32767.0;
+        let t = table(s_g, 0, -32768.0, 32767.0);
+        let t = self.b.weight(
+            format!("{name}.gelu_wide"),
+            Tensor::from_i16(vec![256], t.iter().map(|&v| v as i16).collect())?,
+        );
+        let g = self.b.push(Op::Lut, &[up_w, t], DType::I16)?;
+        let g = self.split(g, s_g)?;
+        let wide_part = self.fc_split(
+            &format!("{name}.ffn_down_wide"),
+            &g,
+            &down_cols(wide, vec![0f32; d]),
+            d,
+            n,
+            fine,
+            DType::I32,
+        )?;
+        let op = Op::Add {
+            a_zero_point: 0,
+            a_multiplier: 1,
+            b_zero_point: 0,
+            b_multiplier: 1,
+            shift: 8,
+            y_zero_point: 0,
+        };
+        self.b.push(op, &[narrow_part, wide_part], DType::I16)
     }
 
     fn heads(&mut self, x: Operand, s: usize, heads: usize, dh: usize) -> Result<Operand> {
@@ -911,38 +1049,17 @@ impl Calibrated {
                 &sc.channels(&format!("h1{l}"), d)?,
                 &[&layer.up],
             )?;
-            let up = q.fc(
-                &format!("{p}.ffn_up"),
-                x1,
-                (s_x1, 0),
-                &w[0],
-                ffn,
-                d,
-                s_up,
-                DType::I8,
-            )?;
             let s_down = sc.i16(&format!("down{l}"))?;
-            // GELU as an i8 -> i16 table, split again for the down projection.
-            let s_g = sc.i16(&format!("gelu{l}"))?;
-            let table: Vec<i16> = (0..256)
-                .map(|i| {
-                    (gelu((i as f64 - 128.0) * s_up as f64) / s_g as f64)
-                        .round()
-                        .clamp(-32768.0, 32767.0) as i16
-                })
-                .collect();
-            let gelu_t =
-                q.b.weight(format!("{p}.gelu"), Tensor::from_i16(vec![256], table)?);
-            let g = q.b.push(Op::Lut, &[up, gelu_t], DType::I16)?;
-            let g = q.split(g, s_g)?;
-            let down = q.fc_split(
-                &format!("{p}.ffn_down"),
-                &g,
+            let gelu_ranges = (0..ffn)
+                .map(|j| sc.range(&format!("gelu{l}/{j}")))
+                .collect::<Result<Vec<_>>>()?;
+            let down = q.feed_forward(
+                &p,
+                (x1, s_x1),
+                (&w[0], s_up),
                 &layer.down,
-                d,
-                ffn,
+                &gelu_ranges,
                 s_down,
-                DType::I16,
             )?;
             let s_sum2 = sc.i16(&format!("sum2{l}"))?;
             let sum2 = q.add(h1, s_h1, down, s_down, s_sum2, DType::I16)?;
