@@ -107,9 +107,9 @@ conformance: $(VENV_STAMP) ## Fixtures and fresh random cases against LiteRT 2.3
 	$(VENV_PY) scripts/litert_fully_connected.py check-cli --bin target/release/inference \
 		--cases $(LITERT_CASES) --seed $(LITERT_SEED)
 
-quality: models ## Integer MiniLM against the float reference on two sentence sets (figures in the README)
+quality: models ## Integer MiniLM against the float reference on three sentence sets (figures in the README)
 	$(CARGO) build --release --locked -p inference
-	for set in eval heldout; do \
+	for set in eval heldout fresh; do \
 		target/release/inference embed --model models/minilm --input data/sentences_$$set.txt --out target/minilm-int-$$set.npy && \
 		$(VENV_PY) scripts/minilm_reference.py embed --input data/sentences_$$set.txt --out target/minilm-float-$$set.npy && \
 		$(VENV_PY) scripts/quality_minilm.py --ours target/minilm-int-$$set.npy --reference target/minilm-float-$$set.npy \
