@@ -120,14 +120,11 @@ quality-smollm2: models ## Integer SmolLM2 against the float model on held-out p
 	$(CARGO) run --release --locked -p inference -- --threads 2 eval-generate --model models/smollm2 \
 		--prompts data/prompts_eval.txt --tokens 8 --teacher-forced
 
-bench-minilm: models ## MiniLM sentences/s, ours and ONNX Runtime int8 side by side (batch 1 and 64)
+bench-minilm: models ## MiniLM sentences/s, ours and ONNX Runtime int8 in interleaved rounds (batch 1 and 64; scripts/minilm_rounds.py)
 	$(CARGO) build --release --locked -p inference
 	test -f target/minilm-ort/model_int8.onnx || $(VENV_PY) scripts/minilm_ort.py export --out target/minilm-ort
-	for b in 1 64; do \
-		target/release/inference bench-embed --model models/minilm --input data/sentences_eval.txt --batch $$b --seconds 10; \
-		target/release/inference bench-embed --model models/minilm --input data/sentences_eval.txt --batch $$b --seconds 10 --padded; \
-		$(VENV_PY) scripts/minilm_ort.py bench --dir target/minilm-ort --input data/sentences_eval.txt --batch $$b --seconds 10 --threads 2; \
-	done
+	$(VENV_PY) scripts/minilm_rounds.py --rounds 8 --batch 1 --seconds 3
+	$(VENV_PY) scripts/minilm_rounds.py --rounds 3 --batch 64 --seconds 6
 
 bench: ## Criterion benchmarks (int8 GEMM GOPS and more)
 	$(CARGO) bench --locked -p inference --bench bench_main
