@@ -779,7 +779,8 @@ impl Op {
         (add, add_output): (&Self, &TensorType),
         packed: Option<&PackedMatrix>,
     ) -> Result<Tensor> {
-        let (w, parts) = Self::fc_parts(ops)?.expect("two ops");
+        let (w, parts) = Self::fc_parts(ops)?
+            .ok_or_else(|| Error::Param("a fused pair needs its two fully_connected ops".into()))?;
         add.check(&[ops[0].2, ops[1].2], add_output)?;
         let params = add.add_params().ok_or_else(|| {
             Error::Param(format!(
@@ -901,10 +902,21 @@ impl Op {
                 *y_zero_point,
                 dt,
             ),
-            Self::Add { .. } => {
-                let (p, shift, y_zero_point) = self.add_params().expect("an add");
-                add(inputs[0], inputs[1], p, shift, y_zero_point, dt)
-            }
+            Self::Add {
+                a_zero_point,
+                a_multiplier,
+                b_zero_point,
+                b_multiplier,
+                shift,
+                y_zero_point,
+            } => add(
+                inputs[0],
+                inputs[1],
+                [*a_zero_point, *a_multiplier, *b_zero_point, *b_multiplier],
+                *shift,
+                *y_zero_point,
+                dt,
+            ),
             Self::Mul {
                 a_zero_point,
                 b_zero_point,
