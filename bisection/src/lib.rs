@@ -25,9 +25,9 @@
 //! | demo encoder | 47 | 4 | 2 | 6 | 2 | 20 |
 //! | demo encoder | 47 | 4 | 8 | 2 | 2 | 12 |
 //! | demo encoder | 47 | 4 | 64 | 1 | 2 | 10 |
-//! | all-MiniLM-L6-v2, 128 tokens | 237 | 15 | 2 | 8 | 5 | 30 |
-//! | all-MiniLM-L6-v2, 128 tokens | 237 | 15 | 8 | 3 | 5 | 20 |
-//! | all-MiniLM-L6-v2, 128 tokens | 237 | 15 | 64 | 2 | 5 | 18 |
+//! | all-MiniLM-L6-v2, 128 tokens | 201 | 14 | 2 | 8 | 5 | 30 |
+//! | all-MiniLM-L6-v2, 128 tokens | 201 | 14 | 8 | 3 | 5 | 20 |
+//! | all-MiniLM-L6-v2, 128 tokens | 201 | 14 | 64 | 2 | 5 | 18 |
 //! | SmolLM2-135M, 16-token prompt, 8 new tokens | 19,019 | 13 | 2 | 15 | 5 | 44 |
 //! | SmolLM2-135M, 16-token prompt, 8 new tokens | 19,019 | 13 | 8 | 5 | 5 | 24 |
 //! | SmolLM2-135M, 16-token prompt, 8 new tokens | 19,019 | 13 | 64 | 3 | 5 | 20 |

@@ -137,7 +137,7 @@ fn the_documented_minilm_bound_table_holds() {
         .map(|o| depth_for(leaf_count(&o.output)))
         .max()
         .unwrap();
-    assert_eq!((p.ops.len(), depth), (237, 15));
+    assert_eq!((p.ops.len(), depth), (201, 14));
     for (k, trace, tensor, moves) in [(2, 8, 5, 30), (8, 3, 5, 20), (64, 2, 5, 18)] {
         let c = GameConfig {
             degree: DissectionDegree::new(k).unwrap(),

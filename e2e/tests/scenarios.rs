@@ -27,6 +27,12 @@ fn options() -> Option<Options> {
     Some(o)
 }
 
+/// The number of ops of the scenarios' program (its last op is the output).
+fn program_ops(o: &Options) -> usize {
+    let model = challenger::models::load_model_dir(&o.model_dir).unwrap();
+    model.program().ops.len()
+}
+
 fn kinds(k: &[&str]) -> Vec<String> {
     k.iter().map(|s| s.to_string()).collect()
 }
@@ -81,19 +87,21 @@ async fn a_lying_sequencer_loses_at_the_one_step_at_every_op_kind_tried() {
 async fn a_chosen_fault_is_placed_exactly_and_an_impossible_one_is_refused() {
     let Some(mut o) = options() else { return };
     // The output op (mean pool) at its leaf 3: the game must end exactly there.
-    o.fault_op = Some(237);
+    let last = program_ops(&o);
+    o.fault_op = Some(last);
     o.fault_leaf = Some(3);
     let r = scenario::fraud::run(&o).await.unwrap();
     assert_passed(&r);
     assert_eq!(r.cases.len(), 1);
-    assert_eq!(r.cases[0].fault_op, Some(237));
+    assert_eq!(r.cases[0].fault_op, Some(last));
+    assert_eq!(r.cases[0].op_kind.as_deref(), Some("mean_pool"));
     assert_eq!(r.cases[0].fault_leaf, Some(3));
     assert_eq!(r.cases[0].winner, Winner::Challenger);
 
     o.fault_op = Some(100_000);
     let e = scenario::fraud::run(&o).await.unwrap_err();
     assert!(e.to_string().contains("out of range"), "{e}");
-    o.fault_op = Some(237);
+    o.fault_op = Some(last);
     o.fault_leaf = Some(1_000);
     let e = scenario::fraud::run(&o).await.unwrap_err();
     assert!(

@@ -327,7 +327,7 @@ async fn the_watcher_defends_honest_claims_and_withdraws() {
 async fn a_lying_sequencer_defends_its_lie_consistently_and_loses_at_the_one_step() {
     let Some(models) = models() else { return };
     let (model, x) = seq16(&models, "A question the sequencer answers wrongly.");
-    // A layer norm mid-trace (op 120 of 237); its leaf 192 is not rounded away downstream
+    // A layer norm mid-trace (op 120 of 201); its leaf 192 is not rounded away downstream
     // on this input.
     let lie = Lie { op: 120, leaf: 192 };
     let lying = LyingExecutor::new(Arc::new(CpuExecutor), lie);
