@@ -26,11 +26,12 @@ impl TextTokenizer {
         Ok(Self { inner, max_len })
     }
 
-    /// Token ids of `text`, special tokens included, at most the maximum length.
+    /// Token ids of `text`, special tokens included, at most the maximum length (the
+    /// tokenizer's fast path: the same ids, without the character offsets nothing here reads).
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
         let enc = self
             .inner
-            .encode(text, true)
+            .encode_fast(text, true)
             .map_err(|e| Error::Param(format!("tokenizing: {e}")))?;
         let ids = enc.get_ids().to_vec();
         debug_assert!(ids.len() <= self.max_len);
