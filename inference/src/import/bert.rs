@@ -493,6 +493,12 @@ impl Builder {
             fine,
             DType::I32,
         )?;
+        self.sum_fine(hi, lo, out)
+    }
+
+    /// `a + b` of two `i32` products at a 256 times finer scale than the output's, rounded
+    /// once to `out`.
+    fn sum_fine(&mut self, a: Operand, b: Operand, out: DType) -> Result<Operand> {
         let op = Op::Add {
             a_zero_point: 0,
             a_multiplier: 1,
@@ -501,7 +507,7 @@ impl Builder {
             shift: 8,
             y_zero_point: 0,
         };
-        self.b.push(op, &[hi, lo], out)
+        self.b.push(op, &[a, b], out)
     }
 
     /// `a * s_a + b * s_b` into scale `s_y`.
@@ -732,15 +738,7 @@ impl Builder {
             fine,
             DType::I32,
         )?;
-        let op = Op::Add {
-            a_zero_point: 0,
-            a_multiplier: 1,
-            b_zero_point: 0,
-            b_multiplier: 1,
-            shift: 8,
-            y_zero_point: 0,
-        };
-        self.b.push(op, &[narrow_part, wide_part], DType::I16)
+        self.sum_fine(narrow_part, wide_part, DType::I16)
     }
 
     fn heads(&mut self, x: Operand, s: usize, heads: usize, dh: usize) -> Result<Operand> {
