@@ -298,11 +298,33 @@ impl BertFloat {
 }
 
 /// Calibration ranges for a model: symmetric scales from `max |x|`.
-struct Scales(Ranges);
+struct Scales {
+    ranges: Ranges,
+    /// The per-channel ranges (`{name}/{channel}` in `ranges`), gathered once by name.
+    channels: BTreeMap<String, Vec<(f32, f32)>>,
+}
 
 impl Scales {
+    fn new(ranges: Ranges) -> Self {
+        let mut channels: BTreeMap<String, Vec<(f32, f32)>> = BTreeMap::new();
+        for (key, &range) in &ranges {
+            let Some((name, j)) = key.rsplit_once('/') else {
+                continue;
+            };
+            let Ok(j) = j.parse::<usize>() else {
+                continue;
+            };
+            let v = channels.entry(name.to_string()).or_default();
+            if v.len() <= j {
+                v.resize(j + 1, (f32::NAN, f32::NAN));
+            }
+            v[j] = range;
+        }
+        Self { ranges, channels }
+    }
+
     fn range(&self, name: &str) -> Result<(f32, f32)> {
-        self.0
+        self.ranges
             .get(name)
             .copied()
             .ok_or_else(|| Error::Param(format!("no calibration range for {name}")))
@@ -321,11 +343,23 @@ impl Scales {
         Ok(self.absmax(name)? / 32767.0)
     }
 
+    /// The range of each of the `d` channels of `name`.
+    fn channel_ranges(&self, name: &str, d: usize) -> Result<&[(f32, f32)]> {
+        match self.channels.get(name) {
+            Some(v) if v.len() == d && v.iter().all(|r| !r.0.is_nan()) => Ok(v),
+            _ => Err(Error::Param(format!(
+                "no calibration range for each of the {d} channels of {name}"
+            ))),
+        }
+    }
+
     /// `max |x|` of each of the `d` channels of `name`.
     fn channels(&self, name: &str, d: usize) -> Result<Vec<f32>> {
-        (0..d)
-            .map(|j| self.absmax(&format!("{name}/{j}")))
-            .collect()
+        Ok(self
+            .channel_ranges(name, d)?
+            .iter()
+            .map(|&(lo, hi)| lo.abs().max(hi.abs()).max(1e-6))
+            .collect())
     }
 }
 
@@ -795,7 +829,7 @@ pub fn calibrate(
     progress("calibrating", calibration.len(), calibration.len());
     Ok(Calibrated {
         float,
-        scales: Scales(ranges),
+        scales: Scales::new(ranges),
         sentences: calibration.len(),
     })
 }
@@ -1048,15 +1082,13 @@ impl Calibrated {
                 &[&layer.up],
             )?;
             let s_down = sc.i16(&format!("down{l}"))?;
-            let gelu_ranges = (0..ffn)
-                .map(|j| sc.range(&format!("gelu{l}/{j}")))
-                .collect::<Result<Vec<_>>>()?;
+            let gelu_ranges = sc.channel_ranges(&format!("gelu{l}"), ffn)?;
             let down = q.feed_forward(
                 &p,
                 (x1, s_x1),
                 (&w[0], s_up),
                 &layer.down,
-                &gelu_ranges,
+                gelu_ranges,
                 s_down,
             )?;
             let s_sum2 = sc.i16(&format!("sum2{l}"))?;
