@@ -59,6 +59,10 @@ struct Args {
     /// Worker threads (the execution pool's, and inference alone's).
     #[arg(long, default_value_t = 2)]
     threads: usize,
+    /// Threads of the serving side's async runtime (`--http.threads`; 0: a quarter of the
+    /// cores, at least one).
+    #[arg(long, default_value_t = 0)]
+    http_threads: usize,
     /// Requests run together (`--exec.max-batch`, and inference alone's batch).
     #[arg(long, default_value_t = 8)]
     max_batch: usize,
@@ -353,10 +357,9 @@ fn main() -> Result<(), Error> {
     config.exec.threads = args.threads;
     config.exec.max_batch = args.max_batch;
     config.batch.max_size = args.batch_size;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("sequencer-rt")
-        .build()?;
+    config.http.threads = args.http_threads;
+    let config_threads = config.http.runtime_threads();
+    let runtime = sequencer::service::runtime(&config)?;
     let running = runtime.block_on(sequencer::service::start_with(config, serving))?;
     let url = format!("http://{}", running.addr());
     let use_chain = !args.no_chain && args.anvil.is_file();
@@ -455,6 +458,7 @@ fn main() -> Result<(), Error> {
             "summary": true,
             "backend": args.backend.to_string(),
             "threads": args.threads, "clients": args.clients, "max_batch": args.max_batch,
+            "http_threads": config_threads,
             "pairs": args.pairs, "seconds_per_run": args.seconds,
             "inference_alone_rps_median": round3(a_rps),
             "serving_rps_median": round3(b_rps),

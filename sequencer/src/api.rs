@@ -355,7 +355,9 @@ async fn inference_inner(
         input: prepared.record,
     };
     let tokens = prepared.tensor.shape().get(1).copied().unwrap_or(0);
-    let (status, id) = if req.wait {
+    // The answer's view comes with the stored output for a client that waited; otherwise
+    // (or when its result was stored by someone else) it is read back.
+    let (status, id, stored) = if req.wait {
         // The client waits for the output: run first and store the request with its output
         // in one transaction (one commit instead of two). The client learns its number only
         // once both are stored; a crash before that loses nothing it was told.
@@ -372,11 +374,11 @@ async fn inference_inner(
             },
         )?;
         match tokio::time::timeout(s.limits.wait_timeout, done_rx).await {
-            Ok(Ok(_)) => {
+            Ok(Ok(stored)) => {
                 s.metrics
                     .request_seconds
                     .observe(started.elapsed().as_secs_f64());
-                (StatusCode::OK, id)
+                (StatusCode::OK, id, stored)
             }
             Ok(Err(_)) => return Err(ApiError::internal("the worker pool dropped a request")),
             Err(_) => {
@@ -390,7 +392,7 @@ async fn inference_inner(
                 } else {
                     StatusCode::OK
                 };
-                (status, id)
+                (status, id, None)
             }
         }
     } else {
@@ -413,16 +415,19 @@ async fn inference_inner(
                 request: None,
             },
         )?;
-        (StatusCode::ACCEPTED, id)
+        (StatusCode::ACCEPTED, id, None)
     };
     s.metrics.request(Outcome::Accepted);
     tracing::info!(target: "sequencer::api", id, model = %req.model, tokens, waited = req.wait, "accepted");
-    let view = load(s, id).await?.ok_or_else(|| {
-        ApiError::internal(DbError::Missing {
-            what: "request",
-            id,
-        })
-    })?;
+    let view = match stored {
+        Some(view) => view,
+        None => load(s, id).await?.ok_or_else(|| {
+            ApiError::internal(DbError::Missing {
+                what: "request",
+                id,
+            })
+        })?,
+    };
     Ok((status, Json(view_json(&view))).into_response())
 }
 

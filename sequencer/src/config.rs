@@ -25,6 +25,8 @@ pub const DEFAULT_DB_PATH: &str = "sequencer-db";
 pub const DEFAULT_MODEL_DIR: &str = "models/minilm";
 /// Default execution threads (0: one per core).
 pub const DEFAULT_EXEC_THREADS: usize = 0;
+/// Default threads of the async runtime (0: a quarter of the cores, at least one).
+pub const DEFAULT_HTTP_THREADS: usize = 0;
 /// Default requests run together by the worker pool.
 pub const DEFAULT_EXEC_MAX_BATCH: usize = 8;
 /// Default limit of requests queued for execution before new ones get 503.
@@ -126,6 +128,24 @@ pub struct HttpConfig {
     /// How long a request with `wait` waits for its output, e.g. `30s`.
     #[serde(with = "duration_text")]
     pub wait_timeout: Duration,
+    /// Threads of the async runtime (HTTP, storage hand-offs, the chain), apart from the
+    /// inference workers; 0: a quarter of the cores, at least one ([`HttpConfig::runtime_threads`]).
+    pub threads: usize,
+}
+
+impl HttpConfig {
+    /// The async runtime's thread count: `threads`, or for 0 a quarter of the cores (at
+    /// least one). Serving a request takes far less CPU than running it, and every runtime
+    /// thread beyond what the HTTP load needs only wakes up to steal work and preempts the
+    /// inference workers.
+    pub fn runtime_threads(&self) -> usize {
+        match self.threads {
+            0 => std::thread::available_parallelism()
+                .map_or(1, |n| n.get() / 4)
+                .max(1),
+            n => n,
+        }
+    }
 }
 
 impl Default for HttpConfig {
@@ -137,6 +157,7 @@ impl Default for HttpConfig {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             max_text_bytes: DEFAULT_MAX_TEXT_BYTES,
             wait_timeout: DEFAULT_WAIT_TIMEOUT,
+            threads: DEFAULT_HTTP_THREADS,
         }
     }
 }
@@ -383,6 +404,15 @@ pub struct HttpArgs {
     /// How long a request with `"wait": true` waits for its output.
     #[arg(long = "http.wait-timeout", env = "SEQUENCER_HTTP_WAIT_TIMEOUT", value_name = "DURATION", value_parser = parse_duration, help = "How long a request with \"wait\": true waits for its output before answering 202 [default: 30s]")]
     pub wait_timeout: Option<Duration>,
+    /// Threads of the async runtime (0: a quarter of the cores, at least one).
+    #[arg(
+        id = "http_threads",
+        long = "http.threads",
+        env = "SEQUENCER_HTTP_THREADS",
+        value_name = "N",
+        help = "Threads of the async runtime (HTTP, storage hand-offs, chain), apart from the inference workers; 0 = a quarter of the cores, at least one [default: 0]"
+    )]
+    pub threads: Option<usize>,
 }
 
 /// Database flags.
@@ -704,6 +734,7 @@ impl NodeArgs {
         set(&mut config.http.max_body_bytes, self.http.max_body_bytes);
         set(&mut config.http.max_text_bytes, self.http.max_text_bytes);
         set(&mut config.http.wait_timeout, self.http.wait_timeout);
+        set(&mut config.http.threads, self.http.threads);
         set(&mut config.db.path, self.db.path);
         if !self.model.dirs.is_empty() {
             config.model.dirs = self.model.dirs;

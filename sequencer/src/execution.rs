@@ -395,6 +395,11 @@ impl ModelRegistry {
 /// The outcome of one job.
 pub type JobResult = Result<TensorRecord, String>;
 
+/// What a waiting client is told once its job's result is stored: the request as stored
+/// (so the answer needs no second read), or `None` when the result was not stored because
+/// the request had left the execution queue meanwhile (read it from the database).
+pub type Stored = Option<crate::db::RequestView>;
+
 /// One request to execute.
 #[derive(Debug)]
 pub struct Job {
@@ -405,7 +410,7 @@ pub struct Job {
     /// The program input.
     pub input: Tensor,
     /// Told once the result is stored (when a client waits for it).
-    pub done: Option<tokio::sync::oneshot::Sender<JobResult>>,
+    pub done: Option<tokio::sync::oneshot::Sender<Stored>>,
     /// The request, when it is not stored yet: stored with its output
     /// ([`crate::db::Execution::request`]).
     pub request: Option<crate::db::NewRequest>,
@@ -427,50 +432,97 @@ pub struct Completed {
 #[error("the execution pool has stopped")]
 pub struct PoolClosed;
 
-/// Runs jobs on a dedicated thread pool, apart from the async runtime, as a pipeline: a
-/// dispatcher thread keeps up to `max_batch` jobs running at once on the workers (each
-/// program also parallelizes its own ops on the same pool), starting the next queued job as
-/// soon as one finishes; a storing thread hands whatever has finished to the sink (which
-/// stores it in one transaction) while the workers go on. No worker waits for storage or
-/// for the slowest job of a group.
-#[derive(Debug)]
+/// Runs jobs on a dedicated thread pool, apart from the async runtime, as a pipeline: up to
+/// `max_batch` jobs run at once on the workers (each program also parallelizes its own ops
+/// on the same pool); a worker that finishes a job takes the next queued one itself, so a
+/// busy pool is fed without waking anyone. A storing thread hands whatever has finished to
+/// the sink (which stores it in one transaction) while the workers go on; while more jobs
+/// are running it first lets their results gather for a moment ([`STORE_GATHER`]), so one
+/// commit covers several. No worker waits for storage or for the slowest job of a group.
 pub struct ExecutionPool {
-    sender: Option<mpsc::Sender<Job>>,
-    depth: Arc<AtomicUsize>,
-    dispatcher: Option<std::thread::JoinHandle<()>>,
+    executor: Arc<dyn Executor>,
+    shared: Arc<Shared>,
+    workers: Option<Arc<rayon::ThreadPool>>,
+    done_tx: Option<mpsc::Sender<Completed>>,
     storer: Option<std::thread::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for ExecutionPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExecutionPool")
+            .field("backend", &self.executor.backend())
+            .field("shared", &self.shared)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Most finished jobs the storing thread hands to the sink at once.
 const MAX_STORE_BATCH: usize = 256;
 
-/// Counts jobs running on the workers; the dispatcher waits while `max` are.
+/// How long the storing thread lets results gather before a commit while other jobs are
+/// still running (with nothing else running it stores at once). A commit's cost hardly
+/// depends on how many results it holds, so under load this cuts commits (and the storing
+/// thread's CPU, which the workers share the cores with) several times over, for at most
+/// this much more latency.
+pub const STORE_GATHER: Duration = Duration::from_millis(4);
+
+/// The queue and the count of jobs on the workers.
 #[derive(Debug, Default)]
-struct Slots {
-    running: std::sync::Mutex<usize>,
-    freed: std::sync::Condvar,
+struct Queue {
+    jobs: std::collections::VecDeque<Job>,
+    running: usize,
+    closed: bool,
 }
 
-impl Slots {
-    fn acquire(&self, max: usize) {
-        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
-        while *running >= max {
-            running = self.freed.wait(running).unwrap_or_else(|e| e.into_inner());
-        }
-        *running += 1;
-    }
+/// What the pool's handle, its workers and the storing thread share.
+#[derive(Debug, Default)]
+struct Shared {
+    queue: std::sync::Mutex<Queue>,
+    /// Signalled when the last running job ends with nothing queued.
+    idle: std::sync::Condvar,
+    /// Jobs queued, running, or finished but not stored yet.
+    depth: AtomicUsize,
+    max_batch: usize,
+}
 
-    /// Waits until nothing runs.
-    fn acquire_all(&self, max: usize) {
-        for _ in 0..max {
-            self.acquire(max);
-        }
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
 
-    fn release(&self) {
-        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
-        *running = running.saturating_sub(1);
-        self.freed.notify_one();
+/// Runs `job`, then every job queued meanwhile, on the calling worker.
+fn work(executor: &dyn Executor, shared: &Shared, done_tx: &mpsc::Sender<Completed>, mut job: Job) {
+    loop {
+        let started = Instant::now();
+        // A panicking executor fails its job, not the process (a panic in a rayon `spawn`
+        // would abort).
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            executor
+                .run(&job.model, &job.input)
+                .map_err(|e| e.to_string())
+                .and_then(|t| tensor_record(&t).map_err(|e| e.to_string()))
+        }))
+        .unwrap_or_else(|_| Err("the executor panicked".into()));
+        let elapsed = started.elapsed();
+        // The storing thread runs until the pool's own sender and every worker's are gone:
+        // this cannot fail.
+        let _ = done_tx.send(Completed {
+            job,
+            result,
+            elapsed,
+        });
+        let mut queue = shared.lock();
+        match queue.jobs.pop_front() {
+            Some(next) => job = next,
+            None => {
+                queue.running -= 1;
+                if queue.running == 0 {
+                    shared.idle.notify_all();
+                }
+                return;
+            }
+        }
     }
 }
 
@@ -488,91 +540,95 @@ impl ExecutionPool {
             .thread_name(|i| format!("exec-{i}"))
             .build()
             .map_err(std::io::Error::other)?;
-        let (sender, receiver) = mpsc::channel::<Job>();
         let (done_tx, done_rx) = mpsc::channel::<Completed>();
-        let depth = Arc::new(AtomicUsize::new(0));
-        let pool_depth = depth.clone();
-        let max_batch = max_batch.max(1);
+        let shared = Arc::new(Shared {
+            max_batch: max_batch.max(1),
+            ..Shared::default()
+        });
+        let store_shared = shared.clone();
         let storer = std::thread::Builder::new()
             .name("exec-store".into())
             .spawn(move || {
-                // Ends once the dispatcher and every running job have dropped their senders.
+                // Ends once the pool and every running job have dropped their senders.
                 while let Ok(first) = done_rx.recv() {
                     let mut done = vec![first];
-                    while done.len() < MAX_STORE_BATCH {
-                        match done_rx.try_recv() {
-                            Ok(c) => done.push(c),
-                            Err(_) => break,
+                    let mut gathered = false;
+                    loop {
+                        while done.len() < MAX_STORE_BATCH {
+                            match done_rx.try_recv() {
+                                Ok(c) => done.push(c),
+                                Err(_) => break,
+                            }
                         }
+                        let others_running = store_shared.depth.load(Ordering::SeqCst) > done.len();
+                        if gathered || done.len() >= MAX_STORE_BATCH || !others_running {
+                            break;
+                        }
+                        // One sleep rather than waiting on the channel: a worker's send then
+                        // wakes nobody.
+                        std::thread::sleep(STORE_GATHER);
+                        gathered = true;
                     }
                     let n = done.len();
                     sink(done);
-                    pool_depth.fetch_sub(n, Ordering::SeqCst);
+                    store_shared.depth.fetch_sub(n, Ordering::SeqCst);
                 }
-            })?;
-        let slots = Arc::new(Slots::default());
-        let dispatcher = std::thread::Builder::new()
-            .name("exec-dispatch".into())
-            .spawn(move || {
-                while let Ok(job) = receiver.recv() {
-                    slots.acquire(max_batch);
-                    let (executor, done_tx, slots) =
-                        (executor.clone(), done_tx.clone(), slots.clone());
-                    workers.spawn(move || {
-                        let started = Instant::now();
-                        // A panicking executor fails its job, not the process (a panic in a
-                        // rayon `spawn` would abort).
-                        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                            executor
-                                .run(&job.model, &job.input)
-                                .map_err(|e| e.to_string())
-                                .and_then(|t| tensor_record(&t).map_err(|e| e.to_string()))
-                        }))
-                        .unwrap_or_else(|_| Err("the executor panicked".into()));
-                        let elapsed = started.elapsed();
-                        slots.release();
-                        // The storing thread outlives every sender: this cannot fail.
-                        let _ = done_tx.send(Completed {
-                            job,
-                            result,
-                            elapsed,
-                        });
-                    });
-                }
-                // Let the running jobs finish before the workers go (the storer waits for
-                // their results).
-                slots.acquire_all(max_batch);
             })?;
         Ok(Self {
-            sender: Some(sender),
-            depth,
-            dispatcher: Some(dispatcher),
+            executor,
+            shared,
+            workers: Some(Arc::new(workers)),
+            done_tx: Some(done_tx),
             storer: Some(storer),
         })
     }
 
-    /// Queues a job.
+    /// Queues a job: it starts at once on a worker while fewer than `max_batch` run, else
+    /// when a running one ends.
     pub fn submit(&self, job: Job) -> Result<(), PoolClosed> {
-        let sender = self.sender.as_ref().ok_or(PoolClosed)?;
-        self.depth.fetch_add(1, Ordering::SeqCst);
-        sender.send(job).map_err(|_| {
-            self.depth.fetch_sub(1, Ordering::SeqCst);
-            PoolClosed
-        })
+        let (Some(workers), Some(done_tx)) = (&self.workers, &self.done_tx) else {
+            return Err(PoolClosed);
+        };
+        let mut queue = self.shared.lock();
+        if queue.closed {
+            return Err(PoolClosed);
+        }
+        self.shared.depth.fetch_add(1, Ordering::SeqCst);
+        if queue.running >= self.shared.max_batch {
+            queue.jobs.push_back(job);
+            return Ok(());
+        }
+        queue.running += 1;
+        drop(queue);
+        let (shared, done_tx, executor) =
+            (self.shared.clone(), done_tx.clone(), self.executor.clone());
+        workers.spawn(move || work(&*executor, &shared, &done_tx, job));
+        Ok(())
     }
 
-    /// Jobs queued or running.
+    /// Jobs queued, running, or finished but not stored yet.
     pub fn depth(&self) -> usize {
-        self.depth.load(Ordering::SeqCst)
+        self.shared.depth.load(Ordering::SeqCst)
     }
 
     /// Stops taking jobs, finishes the queued ones, stores their results and waits for the
     /// threads.
     pub fn shutdown(&mut self) {
-        self.sender.take();
-        if let Some(handle) = self.dispatcher.take() {
-            let _ = handle.join();
+        {
+            let mut queue = self.shared.lock();
+            queue.closed = true;
+            while queue.running > 0 {
+                queue = self
+                    .shared
+                    .idle
+                    .wait(queue)
+                    .unwrap_or_else(|e| e.into_inner());
+            }
         }
+        // Every job has ended (and dropped its sender): the storing thread stops once this
+        // one goes.
+        self.workers.take();
+        self.done_tx.take();
         if let Some(handle) = self.storer.take() {
             let _ = handle.join();
         }

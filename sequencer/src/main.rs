@@ -103,11 +103,7 @@ fn run(args: RunArgs) -> Result<()> {
     args.node.apply(&mut config);
     init_logs(&config.log.filter)?;
     config.validate()?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("sequencer-rt")
-        .build()
-        .wrap_err("starting the async runtime")?;
+    let runtime = sequencer::service::runtime(&config).wrap_err("starting the async runtime")?;
     runtime.block_on(async {
         let mut executor =
             sequencer::backend::make_executor(config.exec.backend, config.exec.threads)?;
@@ -560,5 +556,17 @@ mod chain_cmd {
                 a_.rollup, s.registered, s.stake, s.free_stake, s.min_stake, balance
             ),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// clap's own checks of the command tree (unique argument ids, valid defaults), which
+    /// it otherwise runs only when the binary is started in a debug build.
+    #[test]
+    fn the_command_line_is_well_formed() {
+        <Cli as clap::CommandFactory>::command().debug_assert();
     }
 }

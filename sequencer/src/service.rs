@@ -89,43 +89,62 @@ impl RunningSequencer {
 }
 
 /// Stores a micro-batch's results (retrying storage errors with backoff), then tells the
-/// waiting clients and the batcher.
+/// waiting clients (each gets its request as stored) and the batcher.
 fn store_results(
     db: &SequencerDb,
     metrics: &Metrics,
     executed: &tokio::sync::Notify,
     done: Vec<Completed>,
 ) {
+    let mut waiting = Vec::with_capacity(done.len());
     let results: Vec<Execution> = done
-        .iter()
-        .map(|c| Execution {
-            id: c.job.id,
-            output: c.result.clone(),
-            request: c.job.request.clone(),
+        .into_iter()
+        .map(|c| {
+            metrics.inference_seconds.observe(c.elapsed.as_secs_f64());
+            match &c.result {
+                Ok(out) => {
+                    tracing::debug!(target: "sequencer::execution", id = c.job.id, output = %out.hash, ms = c.elapsed.as_secs_f64() * 1e3, "executed")
+                }
+                Err(e) => {
+                    metrics.request(Outcome::Failed);
+                    tracing::warn!(target: "sequencer::execution", id = c.job.id, error = %e, "execution failed");
+                }
+            }
+            waiting.push(c.job.done);
+            Execution {
+                id: c.job.id,
+                output: c.result,
+                request: c.job.request,
+            }
         })
         .collect();
     let mut backoff = Duration::from_millis(50);
-    while let Err(e) = db.record_executions(&results) {
-        tracing::error!(target: "sequencer::execution", error = %e, "storing outputs failed; retrying");
-        std::thread::sleep(backoff);
-        backoff = (backoff * 2).min(Duration::from_secs(5));
-    }
-    for c in done {
-        metrics.inference_seconds.observe(c.elapsed.as_secs_f64());
-        match &c.result {
-            Ok(out) => {
-                tracing::debug!(target: "sequencer::execution", id = c.job.id, output = %out.hash, ms = c.elapsed.as_secs_f64() * 1e3, "executed")
-            }
+    let views = loop {
+        match db.record_executions(&results) {
+            Ok(views) => break views,
             Err(e) => {
-                metrics.request(Outcome::Failed);
-                tracing::warn!(target: "sequencer::execution", id = c.job.id, error = %e, "execution failed");
+                tracing::error!(target: "sequencer::execution", error = %e, "storing outputs failed; retrying");
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(5));
             }
         }
-        if let Some(tx) = c.job.done {
-            let _ = tx.send(c.result);
+    };
+    for (done, view) in waiting.into_iter().zip(views) {
+        if let Some(tx) = done {
+            let _ = tx.send(view);
         }
     }
     executed.notify_one();
+}
+
+/// The async runtime `sequencer run` serves on: [`crate::config::HttpConfig::runtime_threads`]
+/// threads, named `sequencer-rt` (blocking storage calls get their own threads as needed).
+pub fn runtime(config: &Config) -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.http.runtime_threads())
+        .enable_all()
+        .thread_name("sequencer-rt")
+        .build()
 }
 
 /// Starts the sequencer with `config` on the backend it names (`[exec] backend`).

@@ -272,16 +272,22 @@ impl SequencerDb {
     /// request from the execution queue to the batch queue (or marks it failed). A request
     /// that ran before it was stored ([`Execution::request`]) is stored here with its
     /// output. Results for requests no longer queued are ignored, so storing twice is
-    /// harmless.
-    pub fn record_executions(&self, results: &[Execution]) -> Result<()> {
+    /// harmless. Returns, for each result, the request as stored (what [`Self::request`]
+    /// reads right after the commit), or `None` for an ignored one.
+    pub fn record_executions(&self, results: &[Execution]) -> Result<Vec<Option<RequestView>>> {
         let now = now_ms();
         self.db.update(|tx| {
+            let mut views = Vec::with_capacity(results.len());
             for r in results {
                 let mut record = if tx.delete::<ExecutionQueue>(&r.id)? {
                     request(tx, r.id)?
                 } else {
-                    let Some(new) = &r.request else { continue };
+                    let Some(new) = &r.request else {
+                        views.push(None);
+                        continue;
+                    };
                     if tx.get::<Requests>(&r.id)?.is_some() {
+                        views.push(None);
                         continue;
                     }
                     let request_id = crate::claim::http_request_id(self.sequencer, r.id);
@@ -289,32 +295,36 @@ impl SequencerDb {
                     new_record(r.id, request_id, false, new.clone(), now)
                 };
                 record.executed_at_ms = Some(now);
-                match &r.output {
+                let claim = match &r.output {
                     Ok(output) => {
-                        let claim = Claim {
-                            request_id: record.request_id,
-                            model_id: record.model_id,
-                            input_hash: record.input.hash,
-                            output_hash: output.hash,
+                        let claim = ClaimRecord {
+                            claim: Claim {
+                                request_id: record.request_id,
+                                model_id: record.model_id,
+                                input_hash: record.input.hash,
+                                output_hash: output.hash,
+                            },
+                            inclusion: None,
                         };
                         record.output = Some(output.clone());
-                        tx.put::<Claims>(
-                            &r.id,
-                            &ClaimRecord {
-                                claim,
-                                inclusion: None,
-                            },
-                        )?;
+                        tx.put::<Claims>(&r.id, &claim)?;
                         tx.put::<BatchQueue>(&r.id, &now)?;
+                        Some(claim)
                     }
                     Err(e) => {
                         record.status = RequestStatus::Failed;
                         record.error = Some(e.clone());
+                        None
                     }
-                }
+                };
                 tx.put::<Requests>(&r.id, &record)?;
+                views.push(Some(RequestView {
+                    request: record,
+                    claim,
+                    batch: None,
+                }));
             }
-            Ok(())
+            Ok(views)
         })
     }
 
