@@ -4,4 +4,8 @@
 
 mod benchmarks;
 
-criterion::criterion_main!(benchmarks::gemm::benches, benchmarks::ops::benches);
+criterion::criterion_main!(
+    benchmarks::commit::benches,
+    benchmarks::gemm::benches,
+    benchmarks::ops::benches
+);

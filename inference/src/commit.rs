@@ -281,7 +281,7 @@ pub fn activations_root(slot_hashes: &[H256], slot_count: usize) -> Result<H256>
     Ok(padded_root(
         slot_hashes.len(),
         depth_for(slot_count),
-        &|j| leaf_hash(&slot_hashes[j].0),
+        &|j| slot_hashes[j].0,
     ))
 }
 

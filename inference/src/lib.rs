@@ -22,6 +22,7 @@ pub mod demo;
 pub mod error;
 pub mod gemm;
 pub mod import;
+mod keccak;
 pub mod merkle;
 pub mod model;
 pub mod npy;

@@ -240,71 +240,62 @@ pub fn merkle_root_with<F>(n: usize, leaf: F) -> H256
 where
     F: Fn(usize) -> [u8; 32] + Sync,
 {
-    padded_root(n, depth_for(n), &|i| leaf_hash(&leaf(i)))
+    padded_root(n, depth_for(n), &leaf)
 }
 
-/// The root of a tree of `depth` whose leaf hashes are `leaf_hash(i)` for `i < n` and
-/// `Z[0]` beyond (requires `n <= 2^depth`).
-pub(crate) fn padded_root<F>(n: usize, depth: u32, leaf_hash: &F) -> H256
+/// The root of a tree of `depth` whose leaves are `leaf(i)` for `i < n` and zero-hash
+/// padding beyond (requires `n <= 2^depth`).
+pub(crate) fn padded_root<F>(n: usize, depth: u32, leaf: &F) -> H256
 where
-    F: Fn(usize) -> H256 + Sync,
+    F: Fn(usize) -> [u8; 32] + Sync,
 {
-    subtree_root(0, depth, n, leaf_hash)
+    subtree_root(0, depth, n, leaf)
 }
 
 /// The root of the subtree of height `depth` whose leftmost leaf is `start`.
-fn subtree_root<F>(start: usize, depth: u32, n: usize, leaf_hash: &F) -> H256
+fn subtree_root<F>(start: usize, depth: u32, n: usize, leaf: &F) -> H256
 where
-    F: Fn(usize) -> H256 + Sync,
+    F: Fn(usize) -> [u8; 32] + Sync,
 {
     if start >= n {
         return zero_hash(depth);
     }
     if depth <= SEQUENTIAL_DEPTH {
-        return fold_subtree(start, depth, n, leaf_hash);
+        return fold_subtree(start, depth, n, leaf);
     }
     let half = 1usize << (depth - 1);
     let (left, right) = rayon::join(
-        || subtree_root(start, depth - 1, n, leaf_hash),
-        || subtree_root(start + half, depth - 1, n, leaf_hash),
+        || subtree_root(start, depth - 1, n, leaf),
+        || subtree_root(start + half, depth - 1, n, leaf),
     );
     hash_pair(&left, &right)
 }
 
-/// One thread's subtree: the leaves are pushed onto a stack of pending left children
-/// (one per level, like a binary counter), so no level is ever stored.
-fn fold_subtree<F>(start: usize, depth: u32, n: usize, leaf_hash: &F) -> H256
+/// One thread's subtree (`start < n`), level by level: each level's hashes are computed
+/// many at once ([`crate::keccak`]), an odd level closed with the zero hash on its right.
+fn fold_subtree<F>(start: usize, depth: u32, n: usize, leaf: &F) -> H256
 where
-    F: Fn(usize) -> H256,
+    F: Fn(usize) -> [u8; 32],
 {
     let end = n.min(start + (1usize << depth));
-    let mut pending = [H256::ZERO; MAX_DEPTH as usize + 1];
-    let mut count = 0usize;
-    for i in start..end {
-        let mut hash = leaf_hash(i);
-        let mut level = 0;
-        while count >> level & 1 == 1 {
-            hash = hash_pair(&pending[level], &hash);
-            level += 1;
+    let leaves: Vec<[u8; 32]> = (start..end).map(leaf).collect();
+    let mut level = vec![H256::ZERO; leaves.len()];
+    crate::keccak::hash_32_many(&leaves, &mut level);
+    let mut next = Vec::with_capacity(level.len().div_ceil(2));
+    for l in 0..depth {
+        if level.len() == 1 {
+            // Only zero subtrees to the right from here up.
+            return (l..depth).fold(level[0], |h, l| hash_pair(&h, &zero_hash(l)));
         }
-        pending[level] = hash;
-        count += 1;
-    }
-    if count == 1 << depth {
-        return pending[depth as usize];
-    }
-    // Close the open left children with zero subtrees on their right.
-    let mut acc: Option<H256> = None;
-    for (level, open_left) in pending.iter().enumerate().take(depth as usize) {
-        let zero = zero_hash(level as u32);
-        if count >> level & 1 == 1 {
-            acc = Some(hash_pair(open_left, acc.as_ref().unwrap_or(&zero)));
-        } else if let Some(left) = acc {
-            acc = Some(hash_pair(&left, &zero));
+        if level.len() % 2 == 1 {
+            level.push(zero_hash(l));
         }
+        next.clear();
+        next.resize(level.len() / 2, H256::ZERO);
+        crate::keccak::hash_pairs(&level, &mut next);
+        std::mem::swap(&mut level, &mut next);
     }
-    // `count >= 1`, so some bit was set and `acc` holds the root.
-    acc.unwrap_or_else(|| zero_hash(depth))
+    level[0]
 }
 
 /// A Merkle tree that keeps every level, for proofs. Only nodes covering at least one
@@ -320,16 +311,7 @@ pub struct MerkleTree {
 impl MerkleTree {
     /// Builds the tree over `leaves` (padded as the module docs say).
     pub fn new(leaves: Vec<[u8; 32]>) -> Self {
-        let hashes = if leaves.len() >= PARALLEL_NODES {
-            leaves
-                .par_iter()
-                .with_min_len(1024)
-                .map(leaf_hash)
-                .collect()
-        } else {
-            leaves.iter().map(leaf_hash).collect()
-        };
-        Self::from_leaf_hashes(hashes)
+        Self::new_with(leaves.len(), |i| leaves[i])
     }
 
     /// Builds the tree over `n` leaves given by `leaf(i)` (called from rayon workers),
@@ -338,29 +320,49 @@ impl MerkleTree {
     where
         F: Fn(usize) -> [u8; 32] + Sync,
     {
-        let hashes = (0..n)
-            .into_par_iter()
-            .with_min_len(1024)
-            .map(|i| leaf_hash(&leaf(i)))
-            .collect();
+        const CHUNK: usize = 1024;
+        let mut hashes = vec![H256::ZERO; n];
+        let hash_chunk = |c: usize, out: &mut [H256]| {
+            let leaves: Vec<[u8; 32]> = (c * CHUNK..c * CHUNK + out.len()).map(&leaf).collect();
+            crate::keccak::hash_32_many(&leaves, out);
+        };
+        if n >= PARALLEL_NODES {
+            hashes
+                .par_chunks_mut(CHUNK)
+                .enumerate()
+                .for_each(|(c, out)| hash_chunk(c, out));
+        } else {
+            hashes
+                .chunks_mut(CHUNK)
+                .enumerate()
+                .for_each(|(c, out)| hash_chunk(c, out));
+        }
         Self::from_leaf_hashes(hashes)
     }
 
     /// Builds the tree whose level 0 (the leaf hashes) is `leaf_hashes`.
     pub fn from_leaf_hashes(leaf_hashes: Vec<H256>) -> Self {
+        const CHUNK: usize = 512;
         let leaf_count = leaf_hashes.len();
         let depth = depth_for(leaf_count);
         let mut levels = Vec::with_capacity(depth as usize + 1);
         levels.push(leaf_hashes);
         for level in 0..depth {
             let below = &levels[level as usize];
-            let z = zero_hash(level);
-            let pair = |c: &[H256]| hash_pair(&c[0], c.get(1).unwrap_or(&z));
-            let above: Vec<H256> = if below.len() >= PARALLEL_NODES {
-                below.par_chunks(2).with_min_len(512).map(pair).collect()
+            let full = below.len() / 2;
+            let mut above = vec![H256::ZERO; below.len().div_ceil(2)];
+            let (pairs, odd) = above.split_at_mut(full);
+            if below.len() >= PARALLEL_NODES {
+                pairs
+                    .par_chunks_mut(CHUNK)
+                    .zip(below[..2 * full].par_chunks(2 * CHUNK))
+                    .for_each(|(out, nodes)| crate::keccak::hash_pairs(nodes, out));
             } else {
-                below.chunks(2).map(pair).collect()
-            };
+                crate::keccak::hash_pairs(&below[..2 * full], pairs);
+            }
+            if let Some(last) = odd.first_mut() {
+                *last = hash_pair(&below[2 * full], &zero_hash(level));
+            }
             levels.push(above);
         }
         Self {

@@ -428,7 +428,7 @@ async fn inference_inner(
             })
         })?,
     };
-    Ok((status, Json(view_json(&view))).into_response())
+    Ok((status, Json(RequestJson::new(&view))).into_response())
 }
 
 /// Queues a job on the worker pool and updates the queue-depth gauge.
@@ -489,7 +489,7 @@ async fn get_request(State(s): State<Arc<AppState>>, Path(id): Path<String>) -> 
             }
         };
         let view = load(&s, number).await?.ok_or_else(unknown)?;
-        Ok::<_, ApiError>(Json(view_json(&view)).into_response())
+        Ok::<_, ApiError>(Json(RequestJson::new(&view)).into_response())
     }
     .await;
     result.unwrap_or_else(IntoResponse::into_response)
@@ -503,66 +503,129 @@ pub fn public_status(status: RequestStatus) -> &'static str {
     }
 }
 
-/// The JSON form of a request (the `Request` schema of the OpenAPI document).
-pub fn view_json(view: &RequestView) -> Value {
-    let r = &view.request;
-    let output = r.output.as_ref().map(|o| {
-        let embedding = inference::Tensor::from_le_bytes(
-            o.dtype,
-            o.shape.iter().map(|&d| d as usize).collect::<Vec<_>>(),
-            &o.data,
-        )
-        .and_then(|t| inference::import::bert::normalize(&t))
-        .ok();
-        json!({
-            "dtype": o.dtype.name(),
-            "shape": o.shape,
-            "data": base64::engine::general_purpose::STANDARD.encode(&o.data),
-            "hash": o.hash,
-            "embedding": embedding,
-        })
-    });
-    let claim = view.claim.as_ref().map(|c| {
-        json!({
-            "requestId": c.claim.request_id,
-            "modelId": c.claim.model_id,
-            "inputHash": c.claim.input_hash,
-            "outputHash": c.claim.output_hash,
-            "leaf": H256(c.claim.leaf()),
-        })
-    });
-    let inclusion = match (&view.claim, &view.batch) {
-        (Some(c), Some(b)) => c.inclusion.as_ref().map(|inc| {
-            json!({
-                "batch": inc.batch,
-                "index": inc.index,
-                "claimsRoot": b.claims_root,
-                "proof": inc.proof.siblings,
-                "batchStatus": b.status.as_str(),
-                "txHash": b.status.tx_hash(),
-                "block": match b.status { BatchStatus::Posted { block, .. } => Some(block), _ => None },
-            })
-        }),
-        _ => None,
-    };
-    json!({
-        "id": r.id,
-        "requestId": r.request_id,
-        "onChain": r.on_chain,
-        "status": public_status(r.status),
-        "model": r.model,
-        "modelId": r.model_id,
-        "input": {
-            "text": r.input.text,
-            "tokens": r.input.tokens,
-            "seqLen": r.input.seq_len,
-            "hash": r.input.hash,
-        },
-        "output": output,
-        "error": r.error,
-        "claim": claim,
-        "inclusion": inclusion,
-        "acceptedAtMs": r.accepted_at_ms,
-        "executedAtMs": r.executed_at_ms,
-    })
+/// The JSON form of a request (the `Request` schema of the OpenAPI document), serialized
+/// straight from the stored records.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestJson<'a> {
+    id: u64,
+    request_id: H256,
+    on_chain: bool,
+    status: &'static str,
+    model: &'a str,
+    model_id: H256,
+    input: InputJson<'a>,
+    output: Option<OutputJson<'a>>,
+    error: Option<&'a str>,
+    claim: Option<ClaimJson>,
+    inclusion: Option<InclusionJson<'a>>,
+    accepted_at_ms: u64,
+    executed_at_ms: Option<u64>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct InputJson<'a> {
+    text: Option<&'a str>,
+    tokens: &'a [u32],
+    seq_len: u32,
+    hash: H256,
+}
+
+#[derive(Debug, Serialize)]
+struct OutputJson<'a> {
+    dtype: &'static str,
+    shape: &'a [u32],
+    /// The output bytes, base64.
+    data: String,
+    hash: H256,
+    /// The output L2-normalized (shortest decimal form of each `f32`).
+    embedding: Option<Vec<f32>>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ClaimJson {
+    request_id: H256,
+    model_id: H256,
+    input_hash: H256,
+    output_hash: H256,
+    leaf: H256,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct InclusionJson<'a> {
+    batch: u64,
+    index: u64,
+    claims_root: H256,
+    proof: &'a [H256],
+    batch_status: &'static str,
+    tx_hash: Option<H256>,
+    block: Option<u64>,
+}
+
+impl<'a> RequestJson<'a> {
+    /// The JSON form of `view`.
+    pub fn new(view: &'a RequestView) -> Self {
+        let r = &view.request;
+        let output = r.output.as_ref().map(|o| {
+            let embedding = inference::Tensor::from_le_bytes(
+                o.dtype,
+                o.shape.iter().map(|&d| d as usize).collect::<Vec<_>>(),
+                &o.data,
+            )
+            .and_then(|t| inference::import::bert::normalize(&t))
+            .ok();
+            OutputJson {
+                dtype: o.dtype.name(),
+                shape: &o.shape,
+                data: base64::engine::general_purpose::STANDARD.encode(&o.data),
+                hash: o.hash,
+                embedding,
+            }
+        });
+        let claim = view.claim.as_ref().map(|c| ClaimJson {
+            request_id: c.claim.request_id,
+            model_id: c.claim.model_id,
+            input_hash: c.claim.input_hash,
+            output_hash: c.claim.output_hash,
+            leaf: H256(c.claim.leaf()),
+        });
+        let inclusion = match (&view.claim, &view.batch) {
+            (Some(c), Some(b)) => c.inclusion.as_ref().map(|inc| InclusionJson {
+                batch: inc.batch,
+                index: inc.index,
+                claims_root: b.claims_root,
+                proof: &inc.proof.siblings,
+                batch_status: b.status.as_str(),
+                tx_hash: b.status.tx_hash(),
+                block: match b.status {
+                    BatchStatus::Posted { block, .. } => Some(block),
+                    _ => None,
+                },
+            }),
+            _ => None,
+        };
+        Self {
+            id: r.id,
+            request_id: r.request_id,
+            on_chain: r.on_chain,
+            status: public_status(r.status),
+            model: &r.model,
+            model_id: r.model_id,
+            input: InputJson {
+                text: r.input.text.as_deref(),
+                tokens: &r.input.tokens,
+                seq_len: r.input.seq_len,
+                hash: r.input.hash,
+            },
+            output,
+            error: r.error.as_deref(),
+            claim,
+            inclusion,
+            accepted_at_ms: r.accepted_at_ms,
+            executed_at_ms: r.executed_at_ms,
+        }
+    }
 }
