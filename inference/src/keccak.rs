@@ -108,6 +108,7 @@ mod x8 {
             for lane in lanes.iter_mut() {
                 *lane = [0; 8];
             }
+            #[allow(clippy::needless_range_loop)] // `j` is the inner index: `lanes[w][j]`
             for j in 0..n {
                 for (w, word) in input(start + j).into_iter().enumerate() {
                     lanes[w][j] = word;
