@@ -1,5 +1,5 @@
 //! keccak256 of many short inputs at once, for Merkle roots: the 32-byte leaves of a level
-//! and the 64-byte pairs of the levels above. On CPUs with AVX-512 eight Keccak-f[1600]
+//! and the 64-byte pairs of the levels above. On CPUs with AVX-512 eight Keccak-f\[1600\]
 //! states run side by side, one in each 64-bit lane of 25 registers; elsewhere each input
 //! is hashed alone ([`keccak256`]). Both give `keccak256(input)` exactly (the Ethereum
 //! hash: Keccak padding `0x01 ... 0x80`, not SHA-3's).
@@ -56,7 +56,7 @@ mod x8 {
     /// Words absorbed per block (1088 bits of rate at 256 bits of output).
     const RATE_WORDS: usize = 17;
 
-    /// The 24 round constants of Keccak-f[1600].
+    /// The 24 round constants of Keccak-f\[1600\].
     const RC: [u64; 24] = [
         0x0000000000000001,
         0x0000000000008082,
@@ -138,7 +138,7 @@ mod x8 {
         }
     }
 
-    /// Keccak-f[1600] on eight states, one per 64-bit lane, written out so that every
+    /// Keccak-f\[1600\] on eight states, one per 64-bit lane, written out so that every
     /// lane index and rotation is a constant (lane `x + 5y` is `a{x + 5y}`; rho and pi
     /// move it to `b{y + 5((2x + 3y) mod 5)}`; chi is `b ^ (!b1 & b2)`, ternary logic
     /// `0xD2`; the theta sums are ternary XORs, `0x96`).
