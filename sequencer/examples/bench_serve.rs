@@ -7,8 +7,9 @@
 //! ```
 //!
 //! * **A, inference alone**: each sentence is prepared (tokenized, input tensor built) and
-//!   run by the executor, `max-batch` sentences at a time in parallel on a pool of
-//!   `threads` threads (what the sequencer's worker pool does), outputs dropped.
+//!   run by the executor, `max-batch` jobs at a time on a pool of `threads` threads, each
+//!   job taking the next sentence as soon as it is done (what the sequencer's worker pool
+//!   does), outputs dropped.
 //! * **B, serving**: the whole sequencer in this process (`service::start_with`, the same
 //!   executor): `clients` threads POST the sentences to `/v1/inference` and wait for each
 //!   output, through HTTP, the group commit of the request to MDBX, the worker pool, the
@@ -31,7 +32,6 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use alloy::primitives::U256;
 use clap::Parser;
-use rayon::prelude::*;
 use sequencer::backend::{Backend, make_executor};
 use sequencer::config::Config;
 use sequencer::execution::{Executor, ModelInput, ModelRegistry};
@@ -148,7 +148,9 @@ impl Run {
     }
 }
 
-/// A: prepare and run `max_batch` sentences at a time on `pool` for `seconds`.
+/// A: `max_batch` jobs at a time on `pool` for `seconds`, each preparing and running one
+/// sentence after another with no barrier between them (as the worker pool keeps
+/// `max_batch` requests running).
 fn run_alone(
     pool: &rayon::ThreadPool,
     executor: &dyn Executor,
@@ -160,31 +162,32 @@ fn run_alone(
 ) -> Result<Run, Error> {
     let cpu0 = cpu_seconds("/proc/self/stat", ticks)?;
     let started = Instant::now();
-    let (mut requests, mut errors, mut next) = (0u64, 0u64, 0usize);
-    while started.elapsed().as_secs_f64() < seconds {
-        let chunk: Vec<&String> = (0..max_batch)
-            .map(|i| &lines[(next + i) % lines.len()])
-            .collect();
-        next += max_batch;
-        let ok: usize = pool.install(|| {
-            chunk
-                .par_iter()
-                .map(|l| {
-                    let Ok(p) = registry.prepare("minilm", ModelInput::Text((*l).clone()), 1 << 20)
-                    else {
-                        return 0;
-                    };
-                    usize::from(executor.run(&p.bucket, &p.tensor).is_ok())
-                })
-                .sum()
-        });
-        requests += ok as u64;
-        errors += (chunk.len() - ok) as u64;
-    }
+    let deadline = started + Duration::from_secs_f64(seconds);
+    let (requests, errors, next) = (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0));
+    pool.install(|| {
+        rayon::scope(|s| {
+            for _ in 0..max_batch {
+                s.spawn(|_| {
+                    while Instant::now() < deadline {
+                        let k = next.fetch_add(1, Ordering::Relaxed) as usize;
+                        let line = &lines[k % lines.len()];
+                        let ok = registry
+                            .prepare("minilm", ModelInput::Text(line.clone()), 1 << 20)
+                            .is_ok_and(|p| executor.run(&p.bucket, &p.tensor).is_ok());
+                        if ok {
+                            requests.fetch_add(1, Ordering::Relaxed);
+                        } else {
+                            errors.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                });
+            }
+        })
+    });
     let seconds = started.elapsed().as_secs_f64();
     Ok(Run {
-        requests,
-        errors,
+        requests: requests.into_inner(),
+        errors: errors.into_inner(),
         seconds,
         cpu_seconds: cpu_seconds("/proc/self/stat", ticks)? - cpu0,
         chain_cpu_seconds: 0.0,

@@ -29,6 +29,8 @@ pub const DEFAULT_EXEC_THREADS: usize = 0;
 pub const DEFAULT_HTTP_THREADS: usize = 0;
 /// Default requests run together by the worker pool.
 pub const DEFAULT_EXEC_MAX_BATCH: usize = 8;
+/// Default time the storing thread lets results gather while other jobs run.
+pub const DEFAULT_EXEC_STORE_GATHER: Duration = Duration::from_millis(10);
 /// Default limit of requests queued for execution before new ones get 503.
 pub const DEFAULT_EXEC_QUEUE_LIMIT: usize = 4096;
 /// Default claims per batch.
@@ -206,6 +208,11 @@ pub struct ExecConfig {
     pub queue_limit: usize,
     /// The backend that runs programs (`rust` or `tch`).
     pub backend: crate::backend::Backend,
+    /// How long finished results gather before they are stored, while other jobs still
+    /// run (one commit, one fsync, for all of them), e.g. `10ms`; `0s` stores each group
+    /// at once. Under load it trades at most this much latency for CPU.
+    #[serde(with = "duration_text")]
+    pub store_gather: Duration,
 }
 
 impl Default for ExecConfig {
@@ -215,6 +222,7 @@ impl Default for ExecConfig {
             max_batch: DEFAULT_EXEC_MAX_BATCH,
             queue_limit: DEFAULT_EXEC_QUEUE_LIMIT,
             backend: crate::backend::Backend::default(),
+            store_gather: DEFAULT_EXEC_STORE_GATHER,
         }
     }
 }
@@ -460,6 +468,9 @@ pub struct ExecArgs {
         help = "The backend that runs programs: rust (the CPU engine) or tch (libtorch, CUDA when available; needs a build with --features tch). Same bits either way [default: rust]"
     )]
     pub backend: Option<crate::backend::Backend>,
+    /// How long finished results gather before they are stored while others run.
+    #[arg(long = "exec.store-gather", env = "SEQUENCER_EXEC_STORE_GATHER", value_name = "DURATION", value_parser = parse_duration, help = "While other requests still run, let finished ones gather this long before storing them in one commit (fewer fsyncs under load, at most this much more latency), e.g. 10ms; 0s stores at once [default: 10ms]")]
+    pub store_gather: Option<Duration>,
 }
 
 /// Batching flags.
@@ -745,6 +756,7 @@ impl NodeArgs {
         set(&mut config.batch.max_size, self.batch.max_size);
         set(&mut config.batch.max_age, self.batch.max_age);
         set(&mut config.exec.backend, self.exec.backend);
+        set(&mut config.exec.store_gather, self.exec.store_gather);
         set(&mut config.log.filter, self.log.filter);
         self.chain.apply(&mut config.chain);
         if self.dev.lie_op.is_some() {

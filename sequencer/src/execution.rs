@@ -311,7 +311,11 @@ impl ModelRegistry {
     /// Resolves a model reference (a family's name or alias, or a bucket's model id in
     /// hex) to the family and, for an id, the bucket it names.
     fn resolve(&self, model: &str) -> Result<(&ModelFamily, Option<usize>), InputError> {
-        if let Ok(id) = model.parse::<H256>() {
+        // Only what looks like an id is parsed as one (a failed parse formats an error).
+        let id = (model.len() == 66 && (model.starts_with("0x") || model.starts_with("0X")))
+            .then(|| model.parse::<H256>().ok())
+            .flatten();
+        if let Some(id) = id {
             for f in &self.families {
                 if let Some(b) = f.bucket_by_id(&id) {
                     return Ok((f, Some(b)));
@@ -437,8 +441,11 @@ pub struct PoolClosed;
 /// on the same pool); a worker that finishes a job takes the next queued one itself, so a
 /// busy pool is fed without waking anyone. A storing thread hands whatever has finished to
 /// the sink (which stores it in one transaction) while the workers go on; while more jobs
-/// are running it first lets their results gather for a moment ([`STORE_GATHER`]), so one
-/// commit covers several. No worker waits for storage or for the slowest job of a group.
+/// are running it first lets their results gather for a moment (`store_gather`), so one
+/// commit covers several: a commit's cost hardly depends on how many results it holds, so
+/// under load this cuts commits (and the storing thread's CPU, which the workers share the
+/// cores with) several times over, for at most that much more latency. No worker waits for
+/// storage or for the slowest job of a group.
 pub struct ExecutionPool {
     executor: Arc<dyn Executor>,
     shared: Arc<Shared>,
@@ -458,13 +465,6 @@ impl std::fmt::Debug for ExecutionPool {
 
 /// Most finished jobs the storing thread hands to the sink at once.
 const MAX_STORE_BATCH: usize = 256;
-
-/// How long the storing thread lets results gather before a commit while other jobs are
-/// still running (with nothing else running it stores at once). A commit's cost hardly
-/// depends on how many results it holds, so under load this cuts commits (and the storing
-/// thread's CPU, which the workers share the cores with) several times over, for at most
-/// this much more latency.
-pub const STORE_GATHER: Duration = Duration::from_millis(4);
 
 /// The queue and the count of jobs on the workers.
 #[derive(Debug, Default)]
@@ -528,11 +528,12 @@ fn work(executor: &dyn Executor, shared: &Shared, done_tx: &mpsc::Sender<Complet
 
 impl ExecutionPool {
     /// Starts the pool with `threads` worker threads (0: one per core), running up to
-    /// `max_batch` jobs at once.
+    /// `max_batch` jobs at once, letting results gather for `store_gather` while others run.
     pub fn start(
         executor: Arc<dyn Executor>,
         threads: usize,
         max_batch: usize,
+        store_gather: Duration,
         mut sink: impl FnMut(Vec<Completed>) + Send + 'static,
     ) -> std::io::Result<Self> {
         let workers = rayon::ThreadPoolBuilder::new()
@@ -561,12 +562,16 @@ impl ExecutionPool {
                             }
                         }
                         let others_running = store_shared.depth.load(Ordering::SeqCst) > done.len();
-                        if gathered || done.len() >= MAX_STORE_BATCH || !others_running {
+                        if gathered
+                            || done.len() >= MAX_STORE_BATCH
+                            || !others_running
+                            || store_gather.is_zero()
+                        {
                             break;
                         }
                         // One sleep rather than waiting on the channel: a worker's send then
                         // wakes nobody.
-                        std::thread::sleep(STORE_GATHER);
+                        std::thread::sleep(store_gather);
                         gathered = true;
                     }
                     let n = done.len();

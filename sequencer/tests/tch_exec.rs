@@ -116,11 +116,17 @@ fn check_pool(executor: Arc<dyn Executor>, registry: &ModelRegistry, threads: us
     let reqs: Vec<PreparedInput> = requests(registry, 4).into_values().flatten().collect();
     let expected: Vec<TensorRecord> = reqs.iter().map(cpu_record).collect();
     let (tx, rx) = mpsc::channel::<Completed>();
-    let mut pool = ExecutionPool::start(executor, threads, 4, move |done| {
-        for c in done {
-            let _ = tx.send(c);
-        }
-    })
+    let mut pool = ExecutionPool::start(
+        executor,
+        threads,
+        4,
+        Duration::from_millis(10),
+        move |done| {
+            for c in done {
+                let _ = tx.send(c);
+            }
+        },
+    )
     .unwrap();
     // Two rounds: the second runs on the copies the first one built.
     for round in 0..2u64 {
