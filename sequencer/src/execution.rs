@@ -458,7 +458,8 @@ impl std::fmt::Debug for ExecutionPool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ExecutionPool")
             .field("backend", &self.executor.backend())
-            .field("shared", &self.shared)
+            .field("max_batch", &self.shared.max_batch)
+            .field("depth", &self.depth())
             .finish_non_exhaustive()
     }
 }
