@@ -449,7 +449,7 @@ pub struct PoolClosed;
 pub struct ExecutionPool {
     executor: Arc<dyn Executor>,
     shared: Arc<Shared>,
-    workers: Option<Arc<rayon::ThreadPool>>,
+    workers: Option<rayon::ThreadPool>,
     done_tx: Option<mpsc::Sender<Completed>>,
     storer: Option<std::thread::JoinHandle<()>>,
 }
@@ -583,7 +583,7 @@ impl ExecutionPool {
         Ok(Self {
             executor,
             shared,
-            workers: Some(Arc::new(workers)),
+            workers: Some(workers),
             done_tx: Some(done_tx),
             storer: Some(storer),
         })
