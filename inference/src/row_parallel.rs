@@ -23,12 +23,14 @@ use std::cell::Cell;
 use std::ops::Range;
 
 thread_local! {
-    /// Set while a thread runs its block of a segment: its kernels then stay on it.
+    /// Set while a thread runs its block of a segment, or a whole program side by side with
+    /// others ([`crate::trace::run`] from inside the pool): its kernels then stay on it.
     static ALONE: Cell<bool> = const { Cell::new(false) };
 }
 
 /// How many threads a kernel on this thread may split its work over: the pool's size, or
-/// 1 inside a segment's block (the segment is already split across the pool).
+/// 1 inside a segment's block (the segment is already split across the pool) or a program
+/// run side by side with others.
 pub(crate) fn kernel_threads() -> usize {
     if ALONE.get() {
         1
@@ -38,7 +40,7 @@ pub(crate) fn kernel_threads() -> usize {
 }
 
 /// Runs `f` with [`kernel_threads`] at 1 on this thread.
-fn alone<R>(f: impl FnOnce() -> R) -> R {
+pub(crate) fn alone<R>(f: impl FnOnce() -> R) -> R {
     struct Restore(bool);
     impl Drop for Restore {
         fn drop(&mut self) {

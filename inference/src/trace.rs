@@ -387,8 +387,13 @@ pub(crate) fn shared_product_len(program: &Program, index: usize) -> usize {
 /// row-local ops are then cut into row blocks, one per thread (see `row_parallel.rs`). Called
 /// from inside the pool (programs side by side, one per core), each op runs whole.
 pub fn run(program: &Program, weights: &Weights, input: &Tensor) -> Result<Tensor> {
-    let split_rows = rayon::current_thread_index().is_none();
-    in_hot_pool(|| run_in_pool(program, weights, input, split_rows))
+    if rayon::current_thread_index().is_some() {
+        // Side by side with other programs: every kernel stays on this thread. Split, its
+        // pieces would be taken by threads busy with their own programs, and each would
+        // wait on the others.
+        return row_parallel::alone(|| run_in_pool(program, weights, input, false));
+    }
+    in_hot_pool(|| run_in_pool(program, weights, input, true))
 }
 
 /// Runs `f` inside the thread pool (so each parallel kernel starts without waking a worker

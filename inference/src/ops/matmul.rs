@@ -442,7 +442,10 @@ pub fn batch_matmul(
             });
         };
         if !y.is_empty() {
-            if bb > 1 && ba * m * n * k >= PARALLEL_MIN_MACS {
+            if bb > 1
+                && ba * m * n * k >= PARALLEL_MIN_MACS
+                && crate::row_parallel::kernel_threads() > 1
+            {
                 y.par_chunks_mut(rows * n).enumerate().for_each(per_batch);
             } else {
                 y.chunks_mut(rows * n).enumerate().for_each(per_batch);
