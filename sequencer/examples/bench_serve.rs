@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! cargo run --release -p sequencer --example bench_serve -- [--backend rust|tch] [--pairs 5]
-//!     [--seconds 8] [--clients 16] [--threads 2] [--max-batch 8] [--no-chain]
+//!     [--seconds 8] [--clients 16] [--threads 2] [--max-batch 8] [--store-gather-ms N]
+//!     [--no-chain]
 //! ```
 //!
 //! * **A, inference alone**: each sentence is prepared (tokenized, input tensor built) and
@@ -12,7 +13,9 @@
 //!   does), outputs dropped.
 //! * **B, serving**: the whole sequencer in this process (`service::start_with`, the same
 //!   executor): `clients` threads POST the sentences to `/v1/inference` and wait for each
-//!   output, through HTTP, the group commit of the request to MDBX, the worker pool, the
+//!   output (each on one kept-alive connection, writing requests built beforehand and
+//!   checking each answer's status and length: a load generator light enough not to take
+//!   the cores it shares with the sequencer here), through HTTP, the group commit of the request to MDBX, the worker pool, the
 //!   output's commit, claims and batches; the batches are posted to a real anvil with the
 //!   real contracts (`--no-chain`, or no anvil at `--anvil`: batches are built but not
 //!   posted, and the report says so).
@@ -21,7 +24,8 @@
 //! `pairs` times, and the report gives every run and the median of the pair ratios B/A. It
 //! also gives the CPU time per request, which other load on the machine does not change:
 //! for A, the process's CPU time over the run; for B, the process's CPU time less that of
-//! the client threads (each reads its own from `/proc/thread-self/stat`), and, apart, the
+//! the client threads (each reads its own from `/proc/thread-self/stat`; reported apart, in
+//! ticks of 10 ms a thread, so a light load reads as 0), and, apart, the
 //! CPU time anvil spent (the chain node shares this machine's cores here, not in
 //! production). One JSON line per run, then a summary line.
 
@@ -66,6 +70,10 @@ struct Args {
     /// Requests run together (`--exec.max-batch`, and inference alone's batch).
     #[arg(long, default_value_t = 8)]
     max_batch: usize,
+    /// How long finished results may wait to be stored together, in milliseconds
+    /// (`--exec.store-gather`; default: the sequencer's).
+    #[arg(long)]
+    store_gather_ms: Option<u64>,
     /// Claims per batch (`--batch.max-size`).
     #[arg(long, default_value_t = 64)]
     batch_size: usize,
@@ -134,6 +142,8 @@ struct Run {
     cpu_seconds: f64,
     /// CPU seconds of the anvil process over the run (serving with a chain only).
     chain_cpu_seconds: f64,
+    /// CPU seconds of the client threads (serving only; not in `cpu_seconds`).
+    client_cpu_seconds: f64,
 }
 
 impl Run {
@@ -145,6 +155,9 @@ impl Run {
     }
     fn chain_cpu_ms_per_request(&self) -> f64 {
         self.chain_cpu_seconds * 1e3 / self.requests.max(1) as f64
+    }
+    fn client_cpu_ms_per_request(&self) -> f64 {
+        self.client_cpu_seconds * 1e3 / self.requests.max(1) as f64
     }
 }
 
@@ -191,20 +204,100 @@ fn run_alone(
         seconds,
         cpu_seconds: cpu_seconds("/proc/self/stat", ticks)? - cpu0,
         chain_cpu_seconds: 0.0,
+        client_cpu_seconds: 0.0,
     })
 }
 
-/// B: `clients` threads POST sentences to `url` and wait for each output, for `seconds`
-/// (with `chain_pid`, anvil's process, its CPU time over the run too).
+/// A load generator's HTTP/1.1 client on one kept-alive connection: each request is
+/// written from bytes built once, and each answer is read and checked (status 200, a
+/// non-empty body of the announced length). Far less CPU a request than a general client,
+/// which matters here: the clients share the sequencer's cores, where in production they
+/// run elsewhere.
+struct RawClient {
+    stream: std::net::TcpStream,
+    buf: Vec<u8>,
+}
+
+impl RawClient {
+    fn connect(addr: std::net::SocketAddr) -> std::io::Result<Self> {
+        let stream = std::net::TcpStream::connect(addr)?;
+        stream.set_nodelay(true)?;
+        Ok(Self {
+            stream,
+            buf: Vec::with_capacity(1 << 14),
+        })
+    }
+
+    /// Sends one whole request; `Ok(true)` when the answer is a 200 with a body.
+    fn exchange(&mut self, request: &[u8]) -> std::io::Result<bool> {
+        use std::io::{Read, Write};
+        let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what);
+        self.stream.write_all(request)?;
+        self.buf.clear();
+        let mut chunk = [0u8; 8192];
+        let head_end = loop {
+            let n = self.stream.read(&mut chunk)?;
+            if n == 0 {
+                return Err(bad("connection closed before the answer's head"));
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+            if let Some(i) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+        };
+        let head = std::str::from_utf8(&self.buf[..head_end]).map_err(|_| bad("head not UTF-8"))?;
+        let status: u16 = head
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| bad("no status"))?;
+        let length: usize = head
+            .lines()
+            .find_map(|l| {
+                let (name, value) = l.split_once(':')?;
+                name.eq_ignore_ascii_case("content-length")
+                    .then(|| value.trim().parse().ok())?
+            })
+            .ok_or_else(|| bad("no content-length"))?;
+        while self.buf.len() < head_end + length {
+            let n = self.stream.read(&mut chunk)?;
+            if n == 0 {
+                return Err(bad("connection closed inside the body"));
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+        if self.buf.len() != head_end + length {
+            return Err(bad("bytes after the body (nothing was pipelined)"));
+        }
+        Ok(status == 200 && length > 0)
+    }
+}
+
+/// Each sentence's whole HTTP request to `/v1/inference`, built once.
+fn inference_requests(addr: std::net::SocketAddr, lines: &[String]) -> Vec<Vec<u8>> {
+    lines
+        .iter()
+        .map(|line| {
+            let body = json!({ "model": "minilm", "text": line }).to_string();
+            format!(
+                "POST /v1/inference HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .into_bytes()
+        })
+        .collect()
+}
+
+/// B: `clients` threads POST sentences to the sequencer at `addr` and wait for each output,
+/// for `seconds` (with `chain_pid`, anvil's process, its CPU time over the run too).
 fn run_serving(
-    url: &str,
+    addr: std::net::SocketAddr,
     chain_pid: Option<u32>,
-    lines: &Arc<Vec<String>>,
+    requests: &Arc<Vec<Vec<u8>>>,
     clients: usize,
     seconds: f64,
     ticks: f64,
 ) -> Result<Run, Error> {
-    let url = format!("{url}/v1/inference");
     let done = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
     let cpu0 = cpu_seconds("/proc/self/stat", ticks)?;
@@ -214,34 +307,36 @@ fn run_serving(
     let deadline = started + Duration::from_secs_f64(seconds);
     let threads: Vec<_> = (0..clients)
         .map(|c| {
-            let (url, lines, done, errors) =
-                (url.clone(), lines.clone(), done.clone(), errors.clone());
+            let (requests, done, errors) = (requests.clone(), done.clone(), errors.clone());
             std::thread::Builder::new()
                 .name(format!("client-{c}"))
                 .spawn(move || -> f64 {
                     let cpu0 = cpu_seconds("/proc/thread-self/stat", ticks).unwrap_or(0.0);
-                    let agent: ureq::Agent = ureq::Agent::config_builder()
-                        .http_status_as_error(false)
-                        .build()
-                        .into();
+                    let mut client = None;
                     let mut k = c;
                     while Instant::now() < deadline {
-                        let body = json!({ "model": "minilm", "text": lines[k % lines.len()] });
+                        let request = &requests[k % requests.len()];
                         k += clients;
-                        // The client reads each answer (the output is what it came for),
-                        // which also lets the agent reuse its connection.
-                        let ok = agent
-                            .post(&url)
-                            .content_type("application/json")
-                            .send(body.to_string())
-                            .is_ok_and(|mut r| {
-                                r.status().as_u16() == 200
-                                    && r.body_mut().read_to_string().is_ok_and(|b| !b.is_empty())
-                            });
-                        if ok {
-                            done.fetch_add(1, Ordering::Relaxed);
-                        } else {
-                            errors.fetch_add(1, Ordering::Relaxed);
+                        // The client reads each answer (the output is what it came for).
+                        // A failed exchange counts as an error and reconnects.
+                        if client.is_none() {
+                            client = RawClient::connect(addr).ok();
+                        }
+                        let ok = match client.as_mut() {
+                            Some(cl) => cl.exchange(request),
+                            None => Err(std::io::ErrorKind::ConnectionRefused.into()),
+                        };
+                        match ok {
+                            Ok(true) => {
+                                done.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Ok(false) => {
+                                errors.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Err(_) => {
+                                errors.fetch_add(1, Ordering::Relaxed);
+                                client = None;
+                            }
                         }
                     }
                     cpu_seconds("/proc/thread-self/stat", ticks).unwrap_or(0.0) - cpu0
@@ -259,6 +354,7 @@ fn run_serving(
         seconds,
         cpu_seconds: cpu_seconds("/proc/self/stat", ticks)? - cpu0 - client_cpu,
         chain_cpu_seconds: chain_cpu()? - chain0,
+        client_cpu_seconds: client_cpu,
     })
 }
 
@@ -360,11 +456,14 @@ fn main() -> Result<(), Error> {
     config.exec.threads = args.threads;
     config.exec.max_batch = args.max_batch;
     config.batch.max_size = args.batch_size;
+    if let Some(ms) = args.store_gather_ms {
+        config.exec.store_gather = Duration::from_millis(ms);
+    }
     config.http.threads = args.http_threads;
     let config_threads = config.http.runtime_threads();
     let runtime = sequencer::service::runtime(&config)?;
     let running = runtime.block_on(sequencer::service::start_with(config, serving))?;
-    let url = format!("http://{}", running.addr());
+    let requests = Arc::new(inference_requests(running.addr(), &lines));
     let use_chain = !args.no_chain && args.anvil.is_file();
     let anvil = if use_chain {
         Some(runtime.block_on(start_chain(&args.anvil, &running))?)
@@ -390,7 +489,14 @@ fn main() -> Result<(), Error> {
         ticks,
     )?;
     let chain_pid = anvil.as_ref().map(|a| a.child().id());
-    run_serving(&url, chain_pid, &lines, args.clients, 2.0, ticks)?;
+    run_serving(
+        running.addr(),
+        chain_pid,
+        &requests,
+        args.clients,
+        2.0,
+        ticks,
+    )?;
 
     let mut ratios = Vec::new();
     let (mut a_runs, mut b_runs) = (Vec::new(), Vec::new());
@@ -407,6 +513,7 @@ fn main() -> Result<(), Error> {
         seconds: 1.0,
         cpu_seconds: 0.0,
         chain_cpu_seconds: 0.0,
+        client_cpu_seconds: 0.0,
     };
     for pair in 0..args.pairs {
         if only.is_some() {
@@ -428,7 +535,14 @@ fn main() -> Result<(), Error> {
         let b = if only == Some("alone") {
             skipped
         } else {
-            run_serving(&url, chain_pid, &lines, args.clients, args.seconds, ticks)?
+            run_serving(
+                running.addr(),
+                chain_pid,
+                &requests,
+                args.clients,
+                args.seconds,
+                ticks,
+            )?
         };
         for (side, r) in [("inference_alone", a), ("serving", b)] {
             println!(
@@ -439,6 +553,7 @@ fn main() -> Result<(), Error> {
                     "requests_per_second": (r.per_second() * 10.0).round() / 10.0,
                     "cpu_ms_per_request": (r.cpu_ms_per_request() * 1e3).round() / 1e3,
                     "anvil_cpu_ms_per_request": (r.chain_cpu_ms_per_request() * 1e3).round() / 1e3,
+                    "client_cpu_ms_per_request": (r.client_cpu_ms_per_request() * 1e3).round() / 1e3,
                 })
             );
         }
@@ -473,6 +588,8 @@ fn main() -> Result<(), Error> {
             "cpu_ratio_alone_over_serving": round3(a_cpu / b_cpu),
             "anvil_cpu_ms_per_request_median":
                 round3(median(b_runs.iter().map(Run::chain_cpu_ms_per_request).collect())),
+            "client_cpu_ms_per_request_median":
+                round3(median(b_runs.iter().map(Run::client_cpu_ms_per_request).collect())),
             "batches_built": batches, "batches_posted": posted, "posting": posting,
         })
     );
