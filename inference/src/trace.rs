@@ -396,6 +396,17 @@ pub fn run(program: &Program, weights: &Weights, input: &Tensor) -> Result<Tenso
     in_hot_pool(|| run_in_pool(program, weights, input, true))
 }
 
+/// [`run`] for a program that has the pool to itself for now, called from inside the pool
+/// (a worker pool's only running job): its larger products and attention heads are offered
+/// to the other threads, which take them while idle. Same output as [`run`]. Called from
+/// outside the pool, it is [`run`].
+pub fn run_spread(program: &Program, weights: &Weights, input: &Tensor) -> Result<Tensor> {
+    if rayon::current_thread_index().is_some() {
+        return rayon::scope(|_| run_in_pool(program, weights, input, false));
+    }
+    run(program, weights, input)
+}
+
 /// Runs `f` inside the thread pool (so each parallel kernel starts without waking a worker
 /// first). Called from outside the pool (one program at a time, using every core), the
 /// other workers also stay awake until `f` returns, taking each kernel's share of work as

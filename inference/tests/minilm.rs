@@ -13,7 +13,7 @@ use inference::import::bert::{
 use inference::model::{MANIFEST_FILE, Model, PROGRAM_FILE, WEIGHTS_FILE};
 use inference::tensor::Tensor;
 use inference::tokenize::TextTokenizer;
-use inference::trace::{Trace, run};
+use inference::trace::{Trace, run, run_spread};
 use std::path::{Path, PathBuf};
 
 fn root() -> PathBuf {
@@ -204,8 +204,20 @@ fn identical_bytes_across_runs_and_thread_counts() {
     // From outside the pool the program has every core: its runs of row-local ops are cut
     // into row blocks, one per thread.
     let again = run(model.program(), model.weights(), &input).unwrap();
+    // Inside the pool, with its products offered to the other threads (a worker pool's
+    // only job), and two programs side by side, each kept to its thread.
+    let spread = pool(2).install(|| run_spread(model.program(), model.weights(), &input).unwrap());
+    let (left, right) = pool(2).install(|| {
+        rayon::join(
+            || run(model.program(), model.weights(), &input).unwrap(),
+            || run_spread(model.program(), model.weights(), &input).unwrap(),
+        )
+    });
     assert_eq!(one.to_le_bytes(), two.to_le_bytes());
     assert_eq!(one.to_le_bytes(), again.to_le_bytes());
+    for other in [&spread, &left, &right] {
+        assert_eq!(one.to_le_bytes(), other.to_le_bytes());
+    }
     // The trace executor computes the same output, and its root too is the same on any pool.
     let t1 = pool(1).install(|| Trace::execute(model.program(), model.weights(), &input).unwrap());
     let t2 = pool(2).install(|| Trace::execute(model.program(), model.weights(), &input).unwrap());

@@ -100,6 +100,13 @@ pub trait Executor: Send + Sync + 'static {
 
     /// Runs `model` on `input` and returns the output tensor.
     fn run(&self, model: &Model, input: &Tensor) -> Result<Tensor, ExecutionError>;
+
+    /// [`Executor::run`] for a job that has the worker pool to itself for now: the backend
+    /// may spread its ops over the idle workers (lower latency at light load). The same
+    /// output; by default, [`Executor::run`].
+    fn run_spread(&self, model: &Model, input: &Tensor) -> Result<Tensor, ExecutionError> {
+        self.run(model, input)
+    }
 }
 
 /// The pure-Rust CPU engine of the `inference` crate (weights pre-packed at load time).
@@ -112,10 +119,18 @@ impl Executor for CpuExecutor {
     }
 
     fn run(&self, model: &Model, input: &Tensor) -> Result<Tensor, ExecutionError> {
-        inference::trace::run(model.program(), model.weights(), input).map_err(|e| ExecutionError {
-            backend: "cpu",
-            message: e.to_string(),
-        })
+        inference::trace::run(model.program(), model.weights(), input).map_err(cpu_error)
+    }
+
+    fn run_spread(&self, model: &Model, input: &Tensor) -> Result<Tensor, ExecutionError> {
+        inference::trace::run_spread(model.program(), model.weights(), input).map_err(cpu_error)
+    }
+}
+
+fn cpu_error(e: inference::Error) -> ExecutionError {
+    ExecutionError {
+        backend: "cpu",
+        message: e.to_string(),
     }
 }
 
@@ -496,13 +511,20 @@ impl Shared {
 fn work(executor: &dyn Executor, shared: &Shared, done_tx: &mpsc::Sender<Completed>, mut job: Job) {
     loop {
         let started = Instant::now();
+        // Alone on the pool (light load): the job's ops are offered to the idle workers
+        // (1-client latency ~3.5 -> ~3.0 ms on MiniLM, 2 cores). Else each job keeps to its
+        // worker: split, their pieces would wait on workers busy with their own jobs.
+        let spread = shared.lock().running <= 1;
         // A panicking executor fails its job, not the process (a panic in a rayon `spawn`
         // would abort).
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            executor
-                .run(&job.model, &job.input)
-                .map_err(|e| e.to_string())
-                .and_then(|t| tensor_record(&t).map_err(|e| e.to_string()))
+            if spread {
+                executor.run_spread(&job.model, &job.input)
+            } else {
+                executor.run(&job.model, &job.input)
+            }
+            .map_err(|e| e.to_string())
+            .and_then(|t| tensor_record(&t).map_err(|e| e.to_string()))
         }))
         .unwrap_or_else(|_| Err("the executor panicked".into()));
         let elapsed = started.elapsed();
