@@ -452,8 +452,8 @@ pub struct Completed {
 pub struct PoolClosed;
 
 /// Runs jobs on a dedicated thread pool, apart from the async runtime, as a pipeline: up to
-/// `max_batch` jobs run at once on the workers (each program also parallelizes its own ops
-/// on the same pool); a worker that finishes a job takes the next queued one itself, so a
+/// `max_batch` jobs run at once on the workers (a job alone on the pool offers its ops to
+/// the idle workers; jobs side by side each keep to their worker); a worker that finishes a job takes the next queued one itself, so a
 /// busy pool is fed without waking anyone. A storing thread hands whatever has finished to
 /// the sink (which stores it in one transaction) while the workers go on; while more jobs
 /// are running it first lets their results gather for a moment (`store_gather`), so one
