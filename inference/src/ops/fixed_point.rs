@@ -310,29 +310,34 @@ impl Isa {
         }
     }
 
-    /// Whether this CPU runs the path.
+    /// Whether this CPU runs the path (detected once: kernels ask on every call).
     pub fn is_supported(self) -> bool {
-        match self {
-            Self::Portable => true,
-            #[cfg(target_arch = "x86_64")]
-            Self::Avx2 => {
-                is_x86_feature_detected!("avx2")
+        #[cfg(target_arch = "x86_64")]
+        {
+            static SUPPORTED: std::sync::OnceLock<(bool, bool)> = std::sync::OnceLock::new();
+            let &(avx2, avx512) = SUPPORTED.get_or_init(|| {
+                let avx2 = is_x86_feature_detected!("avx2")
                     && is_x86_feature_detected!("fma")
                     && is_x86_feature_detected!("bmi1")
                     && is_x86_feature_detected!("bmi2")
                     && is_x86_feature_detected!("popcnt")
-                    && is_x86_feature_detected!("lzcnt")
-            }
-            #[cfg(target_arch = "x86_64")]
-            Self::Avx512 => {
-                Self::Avx2.is_supported()
+                    && is_x86_feature_detected!("lzcnt");
+                let avx512 = avx2
                     && is_x86_feature_detected!("avx512f")
                     && is_x86_feature_detected!("avx512bw")
                     && is_x86_feature_detected!("avx512dq")
-                    && is_x86_feature_detected!("avx512vl")
+                    && is_x86_feature_detected!("avx512vl");
+                (avx2, avx512)
+            });
+            match self {
+                Self::Portable => true,
+                Self::Avx2 => avx2,
+                Self::Avx512 => avx512,
             }
-            #[cfg(not(target_arch = "x86_64"))]
-            Self::Avx2 | Self::Avx512 => false,
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            self == Self::Portable
         }
     }
 
