@@ -402,7 +402,7 @@ pub fn run(program: &Program, weights: &Weights, input: &Tensor) -> Result<Tenso
 /// outside the pool, it is [`run`].
 pub fn run_spread(program: &Program, weights: &Weights, input: &Tensor) -> Result<Tensor> {
     if rayon::current_thread_index().is_some() {
-        return rayon::scope(|_| run_in_pool(program, weights, input, false));
+        return run_in_pool(program, weights, input, false);
     }
     run(program, weights, input)
 }
@@ -412,7 +412,7 @@ pub fn run_spread(program: &Program, weights: &Weights, input: &Tensor) -> Resul
 /// other workers also stay awake until `f` returns, taking each kernel's share of work as
 /// soon as it is offered instead of sleeping between kernels: a program is hundreds of
 /// small kernels, and waking a sleeping thread for each costs about as much as the work.
-/// Called from inside the pool (programs run side by side), `f` just runs.
+/// On a pool of one thread, or called from inside the pool, `f` just runs (in the pool).
 fn in_hot_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     let helpers = rayon::current_num_threads().saturating_sub(1);
     if rayon::current_thread_index().is_some() || helpers == 0 {

@@ -15,10 +15,10 @@
 //!   executor): `clients` threads POST the sentences to `/v1/inference` and wait for each
 //!   output (each on one kept-alive connection, writing requests built beforehand and
 //!   checking each answer's status and length: a load generator light enough not to take
-//!   the cores it shares with the sequencer here), through HTTP, the group commit of the request to MDBX, the worker pool, the
-//!   output's commit, claims and batches; the batches are posted to a real anvil with the
-//!   real contracts (`--no-chain`, or no anvil at `--anvil`: batches are built but not
-//!   posted, and the report says so).
+//!   the cores it shares with the sequencer here), through HTTP, the group commit of the
+//!   request to MDBX, the worker pool, the output's commit, claims and batches; the batches
+//!   are posted to a real anvil with the real contracts (`--no-chain`, or no anvil at
+//!   `--anvil`: batches are built but not posted, and the report says so).
 //!
 //! On a shared machine one run of each says little: the runs alternate (A B A B ...),
 //! `pairs` times, and the report gives every run and the median of the pair ratios B/A. It

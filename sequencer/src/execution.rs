@@ -453,14 +453,15 @@ pub struct PoolClosed;
 
 /// Runs jobs on a dedicated thread pool, apart from the async runtime, as a pipeline: up to
 /// `max_batch` jobs run at once on the workers (a job alone on the pool offers its ops to
-/// the idle workers; jobs side by side each keep to their worker); a worker that finishes a job takes the next queued one itself, so a
-/// busy pool is fed without waking anyone. A storing thread hands whatever has finished to
-/// the sink (which stores it in one transaction) while the workers go on; while more jobs
-/// are running it first lets their results gather for a moment (`store_gather`), so one
-/// commit covers several: a commit's cost hardly depends on how many results it holds, so
-/// under load this cuts commits (and the storing thread's CPU, which the workers share the
-/// cores with) several times over, for at most that much more latency. No worker waits for
-/// storage or for the slowest job of a group.
+/// the idle workers; jobs side by side each keep to their worker); a worker that finishes a
+/// job takes the next queued one itself, so a busy pool is fed without waking anyone. A
+/// storing thread hands whatever has finished to the sink (which stores it in one
+/// transaction) while the workers go on; while more jobs are running it first lets their
+/// results gather for a moment (`store_gather`), so one commit covers several: a commit's
+/// cost hardly depends on how many results it holds, so under load this cuts commits (and
+/// the storing thread's CPU, which the workers share the cores with) several times over,
+/// for at most that much more latency. No worker waits for storage or for the slowest job
+/// of a group.
 pub struct ExecutionPool {
     executor: Arc<dyn Executor>,
     shared: Arc<Shared>,
