@@ -27,7 +27,10 @@
 //! the client threads (each reads its own from `/proc/thread-self/stat`; reported apart, in
 //! ticks of 10 ms a thread, so a light load reads as 0), and, apart, the
 //! CPU time anvil spent (the chain node shares this machine's cores here, not in
-//! production). One JSON line per run, then a summary line.
+//! production). The serving side's CPU time a request is also split by thread: the
+//! workers, the storing thread, the async runtime with its blocking pool (HTTP, tokenizing,
+//! batching, posting) and the rest (tokenizing, which inference alone does on its workers,
+//! is in the runtime's share here). One JSON line per run, then a summary line.
 
 /// The allocator of the `sequencer` binary (both sides of the comparison run in this
 /// process).
@@ -123,6 +126,43 @@ fn tree_cpu_seconds(pid: u32, ticks: f64) -> Result<f64, Error> {
     Ok(total)
 }
 
+/// The serving side's threads, by role (see [`thread_cpu_seconds`]).
+const ROLES: [&str; 4] = ["workers", "storer", "runtime", "other"];
+
+/// CPU seconds of this process's live threads by role: the execution pool's workers
+/// (`exec-N`), its storing thread (`exec-store`), the async runtime's threads with its
+/// blocking pool (`sequencer-rt`: HTTP, tokenizing, batching, posting, on-chain requests)
+/// and any other thread; the load generator's (`client-N`) and inference alone's (`alone-N`)
+/// threads are left out. A thread that ended is missing from the next reading, so a run's
+/// difference counts only threads alive at its end (the runtime's blocking threads live on
+/// while there is work).
+fn thread_cpu_seconds(ticks: f64) -> Result<[f64; 4], Error> {
+    let mut by_role = [0.0; 4];
+    for task in std::fs::read_dir("/proc/self/task")? {
+        let stat = task?.path().join("stat");
+        let Ok(text) = std::fs::read_to_string(&stat) else {
+            continue; // ended meanwhile
+        };
+        let name = text
+            .split_once('(')
+            .and_then(|(_, rest)| rest.rsplit_once(')'))
+            .map_or("", |(name, _)| name);
+        let role = if name == "exec-store" {
+            1
+        } else if name.starts_with("exec-") {
+            0
+        } else if name.starts_with("sequencer-rt") {
+            2
+        } else if name.starts_with("client-") || name.starts_with("alone-") {
+            continue;
+        } else {
+            3
+        };
+        by_role[role] += cpu_seconds(&stat.to_string_lossy(), ticks).unwrap_or(0.0);
+    }
+    Ok(by_role)
+}
+
 fn clock_ticks() -> f64 {
     std::process::Command::new("getconf")
         .arg("CLK_TCK")
@@ -144,6 +184,8 @@ struct Run {
     chain_cpu_seconds: f64,
     /// CPU seconds of the client threads (serving only; not in `cpu_seconds`).
     client_cpu_seconds: f64,
+    /// CPU seconds of the serving side's threads by role ([`ROLES`]; serving only).
+    role_cpu_seconds: [f64; 4],
 }
 
 impl Run {
@@ -158,6 +200,9 @@ impl Run {
     }
     fn client_cpu_ms_per_request(&self) -> f64 {
         self.client_cpu_seconds * 1e3 / self.requests.max(1) as f64
+    }
+    fn role_cpu_ms_per_request(&self, role: usize) -> f64 {
+        self.role_cpu_seconds[role] * 1e3 / self.requests.max(1) as f64
     }
 }
 
@@ -205,6 +250,7 @@ fn run_alone(
         cpu_seconds: cpu_seconds("/proc/self/stat", ticks)? - cpu0,
         chain_cpu_seconds: 0.0,
         client_cpu_seconds: 0.0,
+        role_cpu_seconds: [0.0; 4],
     })
 }
 
@@ -303,6 +349,7 @@ fn run_serving(
     let cpu0 = cpu_seconds("/proc/self/stat", ticks)?;
     let chain_cpu = || chain_pid.map_or(Ok(0.0), |pid| tree_cpu_seconds(pid, ticks));
     let chain0 = chain_cpu()?;
+    let roles0 = thread_cpu_seconds(ticks)?;
     let started = Instant::now();
     let deadline = started + Duration::from_secs_f64(seconds);
     let threads: Vec<_> = (0..clients)
@@ -348,6 +395,7 @@ fn run_serving(
         client_cpu += t.join().map_err(|_| "a client thread panicked")?;
     }
     let seconds = started.elapsed().as_secs_f64();
+    let roles = thread_cpu_seconds(ticks)?;
     Ok(Run {
         requests: done.load(Ordering::Relaxed),
         errors: errors.load(Ordering::Relaxed),
@@ -355,6 +403,7 @@ fn run_serving(
         cpu_seconds: cpu_seconds("/proc/self/stat", ticks)? - cpu0 - client_cpu,
         chain_cpu_seconds: chain_cpu()? - chain0,
         client_cpu_seconds: client_cpu,
+        role_cpu_seconds: std::array::from_fn(|i| roles[i] - roles0[i]),
     })
 }
 
@@ -514,6 +563,7 @@ fn main() -> Result<(), Error> {
         cpu_seconds: 0.0,
         chain_cpu_seconds: 0.0,
         client_cpu_seconds: 0.0,
+        role_cpu_seconds: [0.0; 4],
     };
     for pair in 0..args.pairs {
         if only.is_some() {
@@ -545,6 +595,14 @@ fn main() -> Result<(), Error> {
             )?
         };
         for (side, r) in [("inference_alone", a), ("serving", b)] {
+            let by_role: serde_json::Map<String, serde_json::Value> = ROLES
+                .iter()
+                .enumerate()
+                .map(|(i, role)| {
+                    let ms = (r.role_cpu_ms_per_request(i) * 1e3).round() / 1e3;
+                    (role.to_string(), json!(ms))
+                })
+                .collect();
             println!(
                 "{}",
                 json!({
@@ -554,6 +612,7 @@ fn main() -> Result<(), Error> {
                     "cpu_ms_per_request": (r.cpu_ms_per_request() * 1e3).round() / 1e3,
                     "anvil_cpu_ms_per_request": (r.chain_cpu_ms_per_request() * 1e3).round() / 1e3,
                     "client_cpu_ms_per_request": (r.client_cpu_ms_per_request() * 1e3).round() / 1e3,
+                    "cpu_ms_per_request_by_thread": if side == "serving" { json!(by_role) } else { json!(null) },
                 })
             );
         }
@@ -590,6 +649,14 @@ fn main() -> Result<(), Error> {
                 round3(median(b_runs.iter().map(Run::chain_cpu_ms_per_request).collect())),
             "client_cpu_ms_per_request_median":
                 round3(median(b_runs.iter().map(Run::client_cpu_ms_per_request).collect())),
+            "serving_cpu_ms_per_request_by_thread_median": ROLES
+                .iter()
+                .enumerate()
+                .map(|(i, role)| {
+                    let ms = median(b_runs.iter().map(|r| r.role_cpu_ms_per_request(i)).collect());
+                    (role.to_string(), json!(round3(ms)))
+                })
+                .collect::<serde_json::Map<String, serde_json::Value>>(),
             "batches_built": batches, "batches_posted": posted, "posting": posting,
         })
     );
