@@ -140,8 +140,17 @@ fn db_stats(args: DbPathArgs) -> Result<()> {
     let db = sequencer::db::SequencerDb::open(&args.path)
         .wrap_err_with(|| format!("opening {}", args.path.display()))?;
     let report = sequencer::db::inspect(&db)?;
-    println!("{}", serde_json::to_string_pretty(&report)?);
-    Ok(())
+    print_out(&serde_json::to_string_pretty(&report)?)
+}
+
+/// Prints `text` and a newline on stdout. A reader that went away (`sequencer db stats |
+/// head`) ends the output quietly rather than with a panic.
+fn print_out(text: &str) -> Result<()> {
+    use std::io::Write;
+    match writeln!(std::io::stdout().lock(), "{text}") {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => Ok(r.wrap_err("writing to stdout")?),
+    }
 }
 
 fn main() -> Result<()> {
@@ -317,11 +326,10 @@ mod chain_cmd {
 
     fn print(json: bool, value: serde_json::Value, plain: String) -> Result<()> {
         if json {
-            println!("{}", serde_json::to_string_pretty(&value)?);
+            super::print_out(&serde_json::to_string_pretty(&value)?)
         } else {
-            println!("{plain}");
+            super::print_out(&plain)
         }
-        Ok(())
     }
 
     pub fn run(cmd: ChainCommand) -> Result<()> {
@@ -390,8 +398,7 @@ mod chain_cmd {
             "block": block,
         });
         // The addresses are printed as JSON either way (scripts read them).
-        println!("{}", serde_json::to_string_pretty(&value)?);
-        Ok(())
+        super::print_out(&serde_json::to_string_pretty(&value)?)
     }
 
     async fn register(a: RegisterModelArgs) -> Result<()> {
