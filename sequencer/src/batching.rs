@@ -227,17 +227,7 @@ impl Batcher {
 
 /// Loads what the poster needs for `batch`.
 pub fn payload(db: &SequencerDb, batch: &BatchRecord) -> Result<BatchPayload, DbError> {
-    let mut claims = Vec::with_capacity(batch.requests.len());
-    let mut requests = Vec::with_capacity(batch.requests.len());
-    for &id in &batch.requests {
-        let view = db.request(id)?.ok_or(DbError::Missing {
-            what: "request",
-            id,
-        })?;
-        let claim = view.claim.ok_or(DbError::Missing { what: "claim", id })?;
-        claims.push(claim.claim);
-        requests.push(view.request);
-    }
+    let (claims, requests) = db.claimed_requests(&batch.requests)?;
     Ok(BatchPayload {
         batch: batch.clone(),
         claims,

@@ -251,6 +251,22 @@ fn requests_move_through_execution_batching_and_posting() {
             .unwrap();
     }
 
+    // What the poster reads for a batch: each request with its output, and its claim, in
+    // leaf order; a request that is not there (or has no claim) is an error.
+    let (claims, requests) = db.claimed_requests(&batch.requests).unwrap();
+    for ((claim, request), &id) in claims.iter().zip(&requests).zip(&batch.requests) {
+        let view = db.request(id).unwrap().unwrap();
+        assert_eq!(*claim, view.claim.unwrap().claim);
+        assert_eq!(*request, view.request);
+        assert_eq!(request.output, Some(output(id)));
+    }
+    assert_eq!(requests.len(), 2);
+    assert!(db.claimed_requests(&[0, 99]).is_err(), "no request 99");
+    assert!(
+        db.claimed_requests(&[3]).is_err(),
+        "request 3 failed: no claim"
+    );
+
     // Posting: the tx is recorded before sending, then the batch and its requests move.
     let tx = SignedTx {
         hash: H256([7; 32]),

@@ -493,6 +493,23 @@ impl SequencerDb {
         })
     }
 
+    /// Requests `ids` and their claims, in the order given, read from one snapshot (what
+    /// the poster needs for a batch). A request or claim that is missing is an error.
+    pub fn claimed_requests(&self, ids: &[u64]) -> Result<(Vec<Claim>, Vec<RequestRecord>)> {
+        self.db.view(|tx| {
+            let mut claims = Vec::with_capacity(ids.len());
+            let mut requests = Vec::with_capacity(ids.len());
+            for &id in ids {
+                requests.push(request(tx, id)?);
+                let claim = tx
+                    .get::<Claims>(&id)?
+                    .ok_or(DbError::Missing { what: "claim", id })?;
+                claims.push(claim.claim);
+            }
+            Ok((claims, requests))
+        })
+    }
+
     /// Up to `limit` requests from number `from` on.
     pub fn requests(&self, from: u64, limit: usize) -> Result<Vec<RequestRecord>> {
         Ok(self.db.view(|tx| {
