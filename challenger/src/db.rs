@@ -34,13 +34,38 @@ table!(
     /// Games this challenger opened, by game id (32-byte big-endian).
     Games: H256 => GameRecord
 );
+table!(
+    /// Database metadata (schema version).
+    Meta: String => u64
+);
+
+/// The schema version this build writes; a database of another version is refused. A
+/// database without one (written before versions were recorded) has version 1's layout.
+pub const SCHEMA_VERSION: u64 = 1;
+
+/// The database could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The storage layer failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// The database was written by another schema version.
+    #[error("challenger database schema version {found}, this build reads {expected}")]
+    SchemaVersion {
+        /// The version found.
+        found: u64,
+        /// The version of this build.
+        expected: u64,
+    },
+}
 
 /// The challenger's schema.
 #[derive(Clone, Copy, Debug)]
 pub struct ChallengerTables;
 
 impl Schema for ChallengerTables {
-    const TABLES: &'static [&'static str] = &[Cursor::NAME, CheckedBatches::NAME, Games::NAME];
+    const TABLES: &'static [&'static str] =
+        &[Cursor::NAME, CheckedBatches::NAME, Games::NAME, Meta::NAME];
 }
 
 /// What checking one batch found, per claim (`correct`, `wrong`, `skipped`, ...).
@@ -92,11 +117,19 @@ pub struct ChallengerDb {
 const FOLLOWER: &str = "rollup";
 
 impl ChallengerDb {
-    /// Opens (creating if needed) the database at `path`.
-    pub fn open(path: &Path) -> Result<Self, StorageError> {
-        Ok(Self {
-            db: Database::open::<ChallengerTables>(path)?,
-        })
+    /// Opens (creating if needed) the database at `path`, checking its schema version.
+    pub fn open(path: &Path) -> Result<Self, OpenError> {
+        let db = Database::open::<ChallengerTables>(path)?;
+        let key = "schema_version".to_string();
+        db.update(|tx| match tx.get::<Meta>(&key)? {
+            None => Ok(tx.put::<Meta>(&key, &SCHEMA_VERSION)?),
+            Some(found) if found == SCHEMA_VERSION => Ok(()),
+            Some(found) => Err(OpenError::SchemaVersion {
+                found,
+                expected: SCHEMA_VERSION,
+            }),
+        })?;
+        Ok(Self { db })
     }
 
     /// The follower's saved next block.
@@ -137,5 +170,50 @@ impl ChallengerDb {
             }
             Ok(out)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set_version(db: &ChallengerDb, version: Option<u64>) {
+        let key = "schema_version".to_string();
+        db.db
+            .update(|tx| match version {
+                Some(v) => tx.put::<Meta>(&key, &v),
+                None => tx.delete::<Meta>(&key).map(|_| ()),
+            })
+            .unwrap();
+    }
+
+    #[test]
+    fn the_schema_version_is_recorded_and_another_one_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = ChallengerDb::open(dir.path()).unwrap();
+            db.set_cursor(42).unwrap();
+            // As written before versions were recorded.
+            set_version(&db, None);
+        }
+        {
+            let db = ChallengerDb::open(dir.path()).unwrap();
+            assert_eq!(
+                db.cursor().unwrap(),
+                Some(42),
+                "an unversioned database opens as is"
+            );
+            let version = db
+                .db
+                .view(|tx| tx.get::<Meta>(&"schema_version".to_string()));
+            assert_eq!(version.unwrap(), Some(SCHEMA_VERSION));
+            set_version(&db, Some(SCHEMA_VERSION + 1));
+        }
+        match ChallengerDb::open(dir.path()) {
+            Err(OpenError::SchemaVersion { found, expected }) => {
+                assert_eq!((found, expected), (SCHEMA_VERSION + 1, SCHEMA_VERSION));
+            }
+            other => panic!("expected a schema version error, got {other:?}"),
+        }
     }
 }
