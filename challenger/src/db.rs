@@ -120,15 +120,13 @@ impl ChallengerDb {
     /// Opens (creating if needed) the database at `path`, checking its schema version.
     pub fn open(path: &Path) -> Result<Self, OpenError> {
         let db = Database::open::<ChallengerTables>(path)?;
-        let key = "schema_version".to_string();
-        db.update(|tx| match tx.get::<Meta>(&key)? {
-            None => Ok(tx.put::<Meta>(&key, &SCHEMA_VERSION)?),
-            Some(found) if found == SCHEMA_VERSION => Ok(()),
-            Some(found) => Err(OpenError::SchemaVersion {
+        let found = db.schema_version::<Meta>(SCHEMA_VERSION)?;
+        if found != SCHEMA_VERSION {
+            return Err(OpenError::SchemaVersion {
                 found,
                 expected: SCHEMA_VERSION,
-            }),
-        })?;
+            });
+        }
         Ok(Self { db })
     }
 

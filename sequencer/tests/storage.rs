@@ -309,3 +309,23 @@ fn requests_move_through_execution_batching_and_posting() {
     let report = sequencer::db::inspect(&db).unwrap();
     assert_eq!(report["requests_by_status"]["posted"], 2);
 }
+
+#[test]
+fn a_database_of_another_schema_version_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = SequencerDb::open(dir.path()).unwrap();
+        let tx = db.tx_mut().unwrap();
+        let found = tx.get::<Meta>(&"schema_version".to_string()).unwrap();
+        assert_eq!(found, Some(SCHEMA_VERSION), "recorded when created");
+        tx.put::<Meta>(&"schema_version".to_string(), &(SCHEMA_VERSION - 1))
+            .unwrap();
+        tx.commit().unwrap();
+    }
+    match SequencerDb::open(dir.path()) {
+        Err(sequencer::db::DbError::SchemaVersion { found, expected }) => {
+            assert_eq!((found, expected), (SCHEMA_VERSION - 1, SCHEMA_VERSION));
+        }
+        other => panic!("expected a schema version error, got {other:?}"),
+    }
+}

@@ -128,15 +128,13 @@ impl SequencerDb {
     /// Opens (creating if needed) the database at `path`, checking its schema version.
     pub fn open(path: &Path) -> Result<Self> {
         let db = Database::open::<SequencerTables>(path)?;
-        let key = "schema_version".to_string();
-        db.update(|tx| match tx.get::<Meta>(&key)? {
-            None => Ok(tx.put::<Meta>(&key, &SCHEMA_VERSION)?),
-            Some(found) if found == SCHEMA_VERSION => Ok(()),
-            Some(found) => Err(DbError::SchemaVersion {
+        let found = db.schema_version::<Meta>(SCHEMA_VERSION)?;
+        if found != SCHEMA_VERSION {
+            return Err(DbError::SchemaVersion {
                 found,
                 expected: SCHEMA_VERSION,
-            }),
-        })?;
+            });
+        }
         let next_id = db
             .view(|tx| tx.last::<Requests>())?
             .map_or(0, |(id, _)| id + 1);

@@ -214,6 +214,20 @@ impl Database {
         Ok(out)
     }
 
+    /// The schema version recorded under `schema_version` in table `T`, after recording
+    /// `version` there if none was (a new database, or one from before versions were
+    /// recorded). The caller refuses a version it cannot read.
+    pub fn schema_version<T: Table<Key = String, Value = u64>>(&self, version: u64) -> Result<u64> {
+        let key = "schema_version".to_string();
+        self.update(|tx| match tx.get::<T>(&key)? {
+            Some(found) => Ok(found),
+            None => {
+                tx.put::<T>(&key, &version)?;
+                Ok(version)
+            }
+        })
+    }
+
     /// Statistics of the named tables.
     pub fn stats(&self, tables: &[&'static str]) -> Result<Vec<TableStats>> {
         let tx = self.env.begin_ro_sync()?;
