@@ -120,12 +120,9 @@ impl ChallengerDb {
     /// Opens (creating if needed) the database at `path`, checking its schema version.
     pub fn open(path: &Path) -> Result<Self, OpenError> {
         let db = Database::open::<ChallengerTables>(path)?;
-        let found = db.schema_version::<Meta>(SCHEMA_VERSION)?;
-        if found != SCHEMA_VERSION {
-            return Err(OpenError::SchemaVersion {
-                found,
-                expected: SCHEMA_VERSION,
-            });
+        if let Some(found) = db.check_schema_version::<Meta>(SCHEMA_VERSION)? {
+            let expected = SCHEMA_VERSION;
+            return Err(OpenError::SchemaVersion { found, expected });
         }
         Ok(Self { db })
     }

@@ -128,12 +128,9 @@ impl SequencerDb {
     /// Opens (creating if needed) the database at `path`, checking its schema version.
     pub fn open(path: &Path) -> Result<Self> {
         let db = Database::open::<SequencerTables>(path)?;
-        let found = db.schema_version::<Meta>(SCHEMA_VERSION)?;
-        if found != SCHEMA_VERSION {
-            return Err(DbError::SchemaVersion {
-                found,
-                expected: SCHEMA_VERSION,
-            });
+        if let Some(found) = db.check_schema_version::<Meta>(SCHEMA_VERSION)? {
+            let expected = SCHEMA_VERSION;
+            return Err(DbError::SchemaVersion { found, expected });
         }
         let next_id = db
             .view(|tx| tx.last::<Requests>())?

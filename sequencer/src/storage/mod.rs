@@ -214,18 +214,23 @@ impl Database {
         Ok(out)
     }
 
-    /// The schema version recorded under `schema_version` in table `T`, after recording
-    /// `version` there if none was (a new database, or one from before versions were
-    /// recorded). The caller refuses a version it cannot read.
-    pub fn schema_version<T: Table<Key = String, Value = u64>>(&self, version: u64) -> Result<u64> {
+    /// Checks the schema version recorded under `schema_version` in table `T` against
+    /// `version`, recording `version` if none is (a new database, or one from before
+    /// versions were recorded). Returns the other version found, if it differs: the caller
+    /// refuses a database it cannot read. Reads only, once recorded.
+    pub fn check_schema_version<T: Table<Key = String, Value = u64>>(
+        &self,
+        version: u64,
+    ) -> Result<Option<u64>> {
         let key = "schema_version".to_string();
-        self.update(|tx| match tx.get::<T>(&key)? {
-            Some(found) => Ok(found),
-            None => {
-                tx.put::<T>(&key, &version)?;
-                Ok(version)
-            }
-        })
+        let found = match self.view(|tx| tx.get::<T>(&key))? {
+            Some(found) => found,
+            None => self.update(|tx| match tx.get::<T>(&key)? {
+                Some(found) => Ok(found),
+                None => tx.put::<T>(&key, &version).map(|()| version),
+            })?,
+        };
+        Ok((found != version).then_some(found))
     }
 
     /// Statistics of the named tables.
