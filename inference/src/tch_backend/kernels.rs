@@ -157,32 +157,73 @@ fn norm_fits(n: u128, d: u128, beta: u128, epsilon: u64, shift: u32) -> bool {
 // ---------------------------------------------------------------------------------------
 // Primitives on i64 tensors.
 
-/// `v` as an `i64` tensor.
+/// `v` as an `i64` tensor (`v` itself when it already is one: never write into it).
 fn wide(v: &Tensor) -> Result<Tensor> {
     Ok(v.f_to_kind(Kind::Int64)?)
 }
 
+/// Runs an in-place libtorch step (which also returns a handle to its tensor, dropped).
+fn in_place(step: std::result::Result<Tensor, tch::TchError>) -> Result<()> {
+    step.map(drop).map_err(Into::into)
+}
+
+/// `v` as a fresh `i64` tensor, always a copy: the in-place steps below may write into it.
+fn wide_copy(v: &Tensor) -> Result<Tensor> {
+    Ok(v.f_to_dtype(Kind::Int64, false, true)?)
+}
+
+/// `v + (v >> 63)`, a fresh tensor: `v - 1` where `v` is negative, `v` elsewhere.
+///
+/// This is what makes the roundings below free of a select: for `s >= 1`,
+/// `round_shift(v, s) = sign(v) * ((|v| + 2^(s-1)) >> s)` equals
+/// `(v + 2^(s-1) + t) >> s` with `t = -1` for negative `v` and 0 otherwise (for `v < 0`,
+/// `-floor((-v + h) / 2^s) = ceil((v - h) / 2^s) = floor((v - h + 2^s - 1) / 2^s)`, and
+/// `-h + 2^s - 1 = h - 1`). Two passes over the data instead of six, one of them a select.
+fn toward_zero_bias(v: &Tensor) -> Result<Tensor> {
+    Ok(v.f_add(&v.f_bitwise_right_shift_tensor_scalar(63i64)?)?)
+}
+
 /// `round_shift(v, s)` for a fixed `s <= 62` and `|v| <= 2^62`:
-/// `sign(v) * ((|v| + 2^(s-1)) >> s)`.
+/// `sign(v) * ((|v| + 2^(s-1)) >> s)`, as `(v + t + 2^(s-1)) >> s` (see
+/// [`toward_zero_bias`]).
 fn round_shift(v: &Tensor, s: u32) -> Result<Tensor> {
     if s == 0 {
         return Ok(v.shallow_clone());
     }
-    let q = v
-        .f_abs()?
-        .f_add_scalar(1i64 << (s - 1))?
-        .f_bitwise_right_shift_tensor_scalar(i64::from(s))?;
-    negate_where_negative(&q, v)
+    let mut q = toward_zero_bias(v)?;
+    in_place(q.f_add_scalar_(1i64 << (s - 1)))?;
+    in_place(q.f_bitwise_right_shift_tensor_scalar_(i64::from(s)))?;
+    Ok(q)
 }
 
-/// `round_shift(v, s)` with a shift per element of the last axis (`s` an `i64` tensor that
-/// broadcasts against `v`, every value in `0..=62`).
-fn round_shift_each(v: &Tensor, s: &Tensor) -> Result<Tensor> {
-    // 2^(s-1), and 0 where s = 0.
-    let half = Tensor::f_bitwise_left_shift_scalar_tensor(1i64, s)?
-        .f_bitwise_right_shift_tensor_scalar(1i64)?;
-    let q = v.f_abs()?.f_add(&half)?.f_bitwise_right_shift(s)?;
-    negate_where_negative(&q, v)
+/// `sat_T(y_zp + round_shift(v, s))` as a tensor of dtype `T`, for a fixed `s <= 62` and
+/// `|v| <= 2^62`. The zero point joins the rounding constant before the shift where that
+/// stays inside `i64` (adding `y_zp 2^s` before an arithmetic shift by `s` adds `y_zp`
+/// after it), so the whole requantization is six passes.
+fn requantize_to(v: &Tensor, s: u32, y_zero_point: i32, dtype: DType) -> Result<Tensor> {
+    let zp = i64::from(y_zero_point);
+    if s == 0 {
+        return saturate(v, y_zero_point, dtype);
+    }
+    let mut q = toward_zero_bias(v)?;
+    let half = 1i128 << (s - 1);
+    let folded = half + (i128::from(zp) << s);
+    // |v + t| <= 2^62 + 1 and |folded| < 2^62: the sum stays inside i64.
+    if folded.unsigned_abs() < 1u128 << 62 {
+        in_place(q.f_add_scalar_(folded as i64))?;
+        in_place(q.f_bitwise_right_shift_tensor_scalar_(i64::from(s)))?;
+    } else {
+        in_place(q.f_add_scalar_(half as i64))?;
+        in_place(q.f_bitwise_right_shift_tensor_scalar_(i64::from(s)))?;
+        in_place(q.f_add_scalar_(zp))?;
+    }
+    clamp_to(q, dtype)
+}
+
+/// `q` (a fresh `i64` tensor, written in place) saturated to `dtype`, as that dtype.
+fn clamp_to(mut q: Tensor, dtype: DType) -> Result<Tensor> {
+    in_place(q.f_clamp_(dtype.min(), dtype.max()))?;
+    Ok(q.f_to_kind(kind_of(dtype))?)
 }
 
 /// `q` where `sign >= 0`, `-q` where `sign < 0`.
@@ -199,18 +240,17 @@ fn round_div(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     negate_where_negative(&q, a)
 }
 
-/// `wrap32(v)`: `v` reduced modulo `2^32` into `[-2^31, 2^31)`, for `|v| < 2^62`.
-fn wrap32(v: &Tensor) -> Result<Tensor> {
-    Ok(v.f_add_scalar(1i64 << 31)?
-        .f_bitwise_and((1i64 << 32) - 1)?
-        .f_sub_scalar(1i64 << 31)?)
+/// `wrap32(v)` in place: `v` reduced modulo `2^32` into `[-2^31, 2^31)`, for `|v| < 2^62`.
+fn wrap32_(v: &mut Tensor) -> Result<()> {
+    in_place(v.f_add_scalar_(1i64 << 31))?;
+    in_place(v.f_bitwise_and_((1i64 << 32) - 1))?;
+    in_place(v.f_sub_scalar_(1i64 << 31))?;
+    Ok(())
 }
 
 /// `sat_T(y_zp + v)` as a tensor of dtype `T`.
 fn saturate(v: &Tensor, y_zero_point: i32, dtype: DType) -> Result<Tensor> {
-    Ok(v.f_add_scalar(i64::from(y_zero_point))?
-        .f_clamp(dtype.min(), dtype.max())?
-        .f_to_kind(kind_of(dtype))?)
+    clamp_to(v.f_add_scalar(i64::from(y_zero_point))?, dtype)
 }
 
 /// `floor(sqrt(v))` for `0 <= v <= 2^62`: the float square root, then corrected until
@@ -235,7 +275,7 @@ pub(crate) fn isqrt(v: &Tensor) -> Result<Tensor> {
     Ok(r)
 }
 
-/// The exact integer product `a [R, K] x b [K, N]` of two `i8` matrices, as `i64`, correct
+/// The exact integer product `a [R, K] x b [K, N]` of two `i8` matrices, as `i32`, correct
 /// modulo `2^32` (what the `wrap32` accumulators need; exact outright for `K < 2^17`).
 ///
 /// libtorch's `_int_mm` (`i8 x i8 -> i32`, oneDNN on the CPU, cuBLASLt on CUDA). CUDA asks
@@ -246,7 +286,7 @@ pub(crate) fn int_mm(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     let (r, k) = (a.size()[0], a.size()[1]);
     let n = b.size()[1];
     if r == 0 || k == 0 || n == 0 {
-        return Ok(Tensor::f_zeros([r, n], (Kind::Int64, a.device()))?);
+        return Ok(Tensor::f_zeros([r, n], (Kind::Int, a.device()))?);
     }
     let device = a.device();
     let (a, b) = (&row_major(a)?, &row_major(b)?);
@@ -269,7 +309,7 @@ pub(crate) fn int_mm(a: &Tensor, b: &Tensor) -> Result<Tensor> {
         }
         Err(e) => return Err(e.into()),
     };
-    wide(&product)
+    Ok(product)
 }
 
 /// `m` with the strides of a fresh row-major matrix, `[cols, 1]`. libtorch calls a matrix
@@ -289,62 +329,136 @@ fn row_major(m: &Tensor) -> Result<Tensor> {
 // ---------------------------------------------------------------------------------------
 // The ops. Operands arrive with the dtypes and shapes `Op::check` accepted.
 
-/// Checks that every per-channel shift is in `0..=62` (one reduction and a host read).
-pub(crate) fn check_shift_values(kind: &str, s: &Tensor) -> Result<()> {
-    if s.numel() == 0 {
-        return Ok(());
-    }
-    let lo = s.f_min()?.f_int64_value(&[])?;
-    let hi = s.f_max()?.f_int64_value(&[])?;
-    if lo < 0 || hi > i64::from(MAX_SHIFT) {
-        return Err(crate::Error::Param(format!(
-            "{kind}: a shift is outside 0..={MAX_SHIFT} (values {lo}..={hi})"
-        ))
-        .into());
-    }
-    Ok(())
+/// A `fully_connected`'s constant operands, prepared once per use of the op (from the host
+/// copies of its weights): `w^T` for `_int_mm`, the bias with the `x` zero point folded in,
+/// and the per-channel multipliers, shifts and rounding constants as `i64` tensors. The
+/// accumulators are wrapped to 32 bits only where the operand bounds let them leave `i32`,
+/// and the output zero point joins the rounding constant where that stays inside `i64`.
+pub(crate) struct FcConsts {
+    /// `w^T`, `i8 [K, N]`, contiguous.
+    w_t: Tensor,
+    /// `bias - x_zp * rowsum(w)`, `i64 [N]`.
+    bias: Tensor,
+    /// `i64 [N]`.
+    multiplier: Tensor,
+    /// `i64 [N]`.
+    shift: Tensor,
+    /// `2^(s-1)` (0 where `s = 0`), plus `y_zp 2^s` when `zp_folded`; `i64 [N]`.
+    round: Tensor,
+    /// -1 where `s > 0` and 0 where `s = 0`, `i64 [N]`; `None` when every shift is positive.
+    nonzero_shift: Option<Tensor>,
+    zp_folded: bool,
+    y_zero_point: i32,
+    /// Whether an accumulator can leave `[-2^31, 2^31)` (or `_int_mm` wrap), so `wrap32`
+    /// must run.
+    wrap: bool,
 }
 
-/// The pre-computed form of a `fully_connected` weight: `w^T` as a contiguous `[K, N]`
-/// `i8` matrix and the row sums of `w` (for the `x` zero point), as `i64`.
-pub(crate) struct PackedWeight {
-    pub(crate) w_t: Tensor,
-    pub(crate) row_sums: Tensor,
+/// The host operands of a `fully_connected` (`w: i8 [N, K]`, `bias`, `multiplier`, `shift`:
+/// `i32 [N]`), for [`FcConsts::new`].
+pub(crate) struct FcOperands<'a> {
+    pub(crate) w: &'a crate::tensor::Tensor,
+    pub(crate) bias: &'a crate::tensor::Tensor,
+    pub(crate) multiplier: &'a crate::tensor::Tensor,
+    pub(crate) shift: &'a crate::tensor::Tensor,
 }
 
-impl PackedWeight {
-    /// Packs `w [N, K]`.
-    pub(crate) fn new(w: &Tensor) -> Result<Self> {
+impl FcConsts {
+    /// Prepares the constants from the host operands; `w_t` is `w^T` already on `device`
+    /// (shared by every use of the same weight). Refuses a shift outside `0..=62`.
+    pub(crate) fn new(
+        w_t: Tensor,
+        ops: &FcOperands<'_>,
+        x_zero_point: i32,
+        y_zero_point: i32,
+        device: Device,
+    ) -> Result<Self> {
+        let w = ops.w.as_i8("fully_connected weight")?;
+        let bias = ops.bias.as_i32("fully_connected bias")?;
+        let multiplier = ops.multiplier.as_i32("fully_connected multiplier")?;
+        let shift = ops.shift.as_i32("fully_connected shift")?;
+        crate::ops::check_shifts(crate::ops::OpKind::FullyConnected, shift)?;
+        let n = bias.len();
+        let k = w.len().checked_div(n).unwrap_or(0);
+        let dev = deviation(DType::I8, x_zero_point);
+        let zp = i128::from(y_zero_point);
+        let mut wrap = false;
+        let mut bias_eff = Vec::with_capacity(n);
+        let (mut round, mut round_folded) = (Vec::with_capacity(n), Vec::with_capacity(n));
+        let mut zp_folded = true;
+        for j in 0..n {
+            let row = &w[j * k..(j + 1) * k];
+            let sum: i64 = row.iter().map(|&v| i64::from(v)).sum();
+            let abs: u128 = row.iter().map(|&v| u128::from(v.unsigned_abs())).sum();
+            bias_eff.push(i64::from(bias[j]) - i64::from(x_zero_point) * sum);
+            // `_int_mm` sums x w exactly while 128 sum |w| fits i32; the accumulator
+            // bias + sum (x - x_zp) w stays inside i32 while its bound does.
+            let limit = (1u128 << 31) - 1;
+            if 128 * abs > limit || u128::from(bias[j].unsigned_abs()) + dev * abs > limit {
+                wrap = true;
+            }
+            let s = shift[j] as u32;
+            let half = if s == 0 { 0 } else { 1i128 << (s - 1) };
+            let folded = half + (zp << s);
+            zp_folded &= folded.unsigned_abs() < 1u128 << 62;
+            round.push(half as i64);
+            round_folded.push(folded as i64);
+        }
+        let upload = |v: &[i64]| -> Result<Tensor> { Ok(Tensor::f_from_slice(v)?.f_to(device)?) };
+        let widen = |v: &[i32]| v.iter().map(|&x| i64::from(x)).collect::<Vec<_>>();
+        let nonzero_shift = if shift.iter().all(|&s| s > 0) {
+            None
+        } else {
+            let m: Vec<i64> = shift.iter().map(|&s| if s > 0 { -1 } else { 0 }).collect();
+            Some(upload(&m)?)
+        };
         Ok(Self {
-            w_t: w.f_transpose(0, 1)?.f_contiguous()?,
-            row_sums: w.f_sum_dim_intlist([1i64].as_slice(), false, Kind::Int64)?,
+            w_t,
+            bias: upload(&bias_eff)?,
+            multiplier: upload(&widen(multiplier))?,
+            shift: upload(&widen(shift))?,
+            round: upload(if zp_folded { &round_folded } else { &round })?,
+            nonzero_shift,
+            zp_folded,
+            y_zero_point,
+            wrap,
         })
     }
 }
 
+/// `w [N, K]` transposed to a contiguous `[K, N]` matrix, for [`FcConsts::new`].
+pub(crate) fn transpose_weight(w: &Tensor) -> Result<Tensor> {
+    Ok(w.f_transpose(0, 1)?.f_contiguous()?)
+}
+
 /// `fully_connected`: `y = sat(y_zp + round_shift(wrap32(bias + sum (x - x_zp) w) * m, s))`
 /// per output channel. `sum (x - x_zp) w = x w^T - x_zp * rowsum(w)`, exact mod `2^32`.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn fully_connected(
-    x: &Tensor,
-    w: &PackedWeight,
-    bias: &Tensor,
-    multiplier: &Tensor,
-    shift: &Tensor,
-    x_zero_point: i32,
-    y_zero_point: i32,
-    out: &TensorType,
-) -> Result<Tensor> {
-    let k = w.w_t.size()[0];
+///
+/// After the product: one add (the `i32` product plus the `i64` bias gives a fresh `i64`
+/// tensor), the multiply, and the rounding shift with the zero point, all in place but
+/// the sign step: eight passes where there were eighteen.
+pub(crate) fn fully_connected(x: &Tensor, c: &FcConsts, out: &TensorType) -> Result<Tensor> {
+    let k = c.w_t.size()[0];
     let rows: i64 = x.size().iter().rev().skip(1).product();
     let x2 = x.f_reshape([rows, k])?;
-    let mut acc = int_mm(&x2, &w.w_t)?.f_add(&wide(bias)?)?;
-    if x_zero_point != 0 {
-        acc = acc.f_sub(&w.row_sums.f_mul_scalar(i64::from(x_zero_point))?)?;
+    let mut acc = int_mm(&x2, &c.w_t)?.f_add(&c.bias)?;
+    if c.wrap {
+        wrap32_(&mut acc)?;
     }
-    let p = wrap32(&acc)?.f_mul(&wide(multiplier)?)?;
-    let y = round_shift_each(&p, &wide(shift)?)?;
-    saturate(&y, y_zero_point, out.dtype)?
+    // |wrap32(acc)| <= 2^31 and |m| <= 2^31: |p| <= 2^62.
+    in_place(acc.f_mul_(&c.multiplier))?;
+    // round_shift per channel (see `toward_zero_bias`); a zero shift takes no -1.
+    let mut q = acc.f_bitwise_right_shift_tensor_scalar(63i64)?;
+    if let Some(m) = &c.nonzero_shift {
+        in_place(q.f_bitwise_and_tensor_(m))?;
+    }
+    in_place(q.f_add_(&acc))?;
+    in_place(q.f_add_(&c.round))?;
+    in_place(q.f_bitwise_right_shift_(&c.shift))?;
+    if !c.zp_folded {
+        in_place(q.f_add_scalar_(i64::from(c.y_zero_point)))?;
+    }
+    clamp_to(q, out.dtype)?
         .f_reshape(shape_of(out))
         .map_err(Into::into)
 }
@@ -377,24 +491,43 @@ pub(crate) fn batch_matmul(
     let products = (0..bb)
         .map(|j| int_mm(&a3.f_select(0, j)?, &b3.f_select(0, j)?.f_contiguous()?))
         .collect::<Result<Vec<_>>>()?;
-    let mut acc = Tensor::f_stack(&products, 0)?;
+    let mut acc = wide_copy(&Tensor::f_stack(&products, 0)?)?;
     // sum (a - za)(b - zb) = sum ab - zb sum a - za sum b + K za zb.
     if b_zero_point != 0 {
         let row_sums = a3.f_sum_dim_intlist([2i64].as_slice(), true, Kind::Int64)?;
-        acc = acc.f_sub(&row_sums.f_mul_scalar(i64::from(b_zero_point))?)?;
+        in_place(acc.f_sub_(&row_sums.f_mul_scalar(i64::from(b_zero_point))?))?;
     }
     if a_zero_point != 0 {
         let col_sums = b3.f_sum_dim_intlist([1i64].as_slice(), true, Kind::Int64)?;
-        acc = acc.f_sub(&col_sums.f_mul_scalar(i64::from(a_zero_point))?)?;
+        in_place(acc.f_sub_(&col_sums.f_mul_scalar(i64::from(a_zero_point))?))?;
     }
     if a_zero_point != 0 && b_zero_point != 0 {
-        acc = acc.f_add_scalar(k * i64::from(a_zero_point) * i64::from(b_zero_point))?;
+        in_place(acc.f_add_scalar_(k * i64::from(a_zero_point) * i64::from(b_zero_point)))?;
     }
-    let p = wrap32(&acc)?.f_mul_scalar(i64::from(multiplier))?;
-    let y = round_shift(&p, shift)?;
-    saturate(&y, y_zero_point, out.dtype)?
+    // `_int_mm` is exact while K 2^14 fits i32, and the sum stays inside i32 while
+    // K |a - za| |b - zb| does: then wrap32 changes nothing.
+    let limit = (1u128 << 31) - 1;
+    let k_wide = k.unsigned_abs() as u128;
+    let bound = k_wide * deviation(DType::I8, a_zero_point) * deviation(DType::I8, b_zero_point);
+    if k_wide << 14 > limit || bound > limit {
+        wrap32_(&mut acc)?;
+    }
+    in_place(acc.f_mul_scalar_(i64::from(multiplier)))?;
+    requantize_to(&acc, shift, y_zero_point, out.dtype)?
         .f_reshape([ba, m, n])
         .map_err(Into::into)
+}
+
+/// `(v - zp) * m` as a fresh `i64` tensor, skipping the steps that change nothing.
+fn offset_scaled(v: &Tensor, zero_point: i32, multiplier: i64) -> Result<Tensor> {
+    let mut t = wide_copy(v)?;
+    if zero_point != 0 {
+        in_place(t.f_sub_scalar_(i64::from(zero_point)))?;
+    }
+    if multiplier != 1 {
+        in_place(t.f_mul_scalar_(multiplier))?;
+    }
+    Ok(t)
 }
 
 /// `add`: one rounding of the sum of both rescaled operands.
@@ -410,14 +543,10 @@ pub(crate) fn add(
     y_zero_point: i32,
     out: &TensorType,
 ) -> Result<Tensor> {
-    let ta = wide(a)?
-        .f_sub_scalar(i64::from(a_zero_point))?
-        .f_mul_scalar(i64::from(a_multiplier))?;
-    let tb = wide(b)?
-        .f_sub_scalar(i64::from(b_zero_point))?
-        .f_mul_scalar(i64::from(b_multiplier))?;
-    let y = round_shift(&ta.f_add(&tb)?, shift)?;
-    saturate(&y, y_zero_point, out.dtype)
+    let ta = offset_scaled(a, a_zero_point, i64::from(a_multiplier))?;
+    let tb = offset_scaled(b, b_zero_point, i64::from(b_multiplier))?;
+    // Out of place: either operand may broadcast against the other.
+    requantize_to(&ta.f_add(&tb)?, shift, y_zero_point, out.dtype)
 }
 
 /// `mul`: `round_shift((a - a_zp)(b - b_zp) m, s)`.
@@ -432,10 +561,11 @@ pub(crate) fn mul(
     y_zero_point: i32,
     out: &TensorType,
 ) -> Result<Tensor> {
-    let ta = wide(a)?.f_sub_scalar(i64::from(a_zero_point))?;
-    let tb = wide(b)?.f_sub_scalar(i64::from(b_zero_point))?;
-    let p = ta.f_mul(&tb)?.f_mul_scalar(i64::from(multiplier))?;
-    saturate(&round_shift(&p, shift)?, y_zero_point, out.dtype)
+    let ta = offset_scaled(a, a_zero_point, 1)?;
+    let tb = offset_scaled(b, b_zero_point, 1)?;
+    let mut p = ta.f_mul(&tb)?;
+    in_place(p.f_mul_scalar_(i64::from(multiplier)))?;
+    requantize_to(&p, shift, y_zero_point, out.dtype)
 }
 
 /// `requantize`: `round_shift((x - x_zp) m, s)`.
@@ -447,10 +577,8 @@ pub(crate) fn requantize(
     y_zero_point: i32,
     out: &TensorType,
 ) -> Result<Tensor> {
-    let p = wide(x)?
-        .f_sub_scalar(i64::from(x_zero_point))?
-        .f_mul_scalar(i64::from(multiplier))?;
-    saturate(&round_shift(&p, shift)?, y_zero_point, out.dtype)
+    let p = offset_scaled(x, x_zero_point, i64::from(multiplier))?;
+    requantize_to(&p, shift, y_zero_point, out.dtype)
 }
 
 /// `lut`: `table[x + 128]`, a gather with `index_select`.

@@ -224,8 +224,9 @@ pub struct TchModel {
     /// Host copies of the weights, for the ops that run on the CPU engine.
     host_weights: Vec<Tensor>,
     weights: Vec<tch::Tensor>,
-    /// The packed `w` of every weight used as a `fully_connected` weight.
-    packed: Vec<Option<kernels::PackedWeight>>,
+    /// The constants of every `fully_connected` whose weight, bias, multipliers and shifts
+    /// are all weights, by op (others prepare theirs when they run).
+    fc: Vec<Option<kernels::FcConsts>>,
     plans: Vec<Plan>,
 }
 
@@ -258,8 +259,9 @@ impl TchModel {
             .iter()
             .map(|t| to_device(t, device))
             .collect::<Result<Vec<_>>>()?;
-        let mut packed: Vec<Option<kernels::PackedWeight>> =
-            (0..uploaded.len()).map(|_| None).collect();
+        // `w^T` of each weight used by a `fully_connected`, shared by its uses.
+        let mut transposed: Vec<Option<tch::Tensor>> = (0..uploaded.len()).map(|_| None).collect();
+        let mut fc = Vec::with_capacity(program.ops.len());
         let mut plans = Vec::with_capacity(program.ops.len());
         for (i, node) in program.ops.iter().enumerate() {
             let types = node
@@ -275,28 +277,54 @@ impl TchModel {
             } else {
                 Plan::Host
             });
-            if let (Op::FullyConnected { .. }, Some(Operand::Weight(w))) =
-                (&node.op, node.inputs.get(1))
-            {
-                let w = *w as usize;
-                if packed[w].is_none() {
-                    packed[w] =
-                        Some(
-                            kernels::PackedWeight::new(&uploaded[w]).map_err(|e| Error::Op {
-                                index: i + 1,
-                                kind: node.op.kind(),
-                                source: Box::new(e),
-                            })?,
-                        );
+            fc.push(None);
+            let (
+                Op::FullyConnected {
+                    x_zero_point,
+                    y_zero_point,
+                },
+                [
+                    _,
+                    Operand::Weight(w),
+                    Operand::Weight(bias),
+                    Operand::Weight(multiplier),
+                    Operand::Weight(shift),
+                ],
+            ) = (&node.op, node.inputs.as_slice())
+            else {
+                continue;
+            };
+            let wrap = |e: Error| Error::Op {
+                index: i + 1,
+                kind: node.op.kind(),
+                source: Box::new(e),
+            };
+            let w_t = match &transposed[*w as usize] {
+                Some(t) => t.shallow_clone(),
+                None => {
+                    let t = kernels::transpose_weight(&uploaded[*w as usize]).map_err(wrap)?;
+                    transposed[*w as usize] = Some(t.shallow_clone());
+                    t
                 }
-            }
+            };
+            let host = |k: &u32| &host_weights[*k as usize];
+            let operands = kernels::FcOperands {
+                w: host(w),
+                bias: host(bias),
+                multiplier: host(multiplier),
+                shift: host(shift),
+            };
+            fc[i] = Some(
+                kernels::FcConsts::new(w_t, &operands, *x_zero_point, *y_zero_point, device)
+                    .map_err(wrap)?,
+            );
         }
         Ok(Self {
             program: program.clone(),
             device,
             host_weights,
             weights: uploaded,
-            packed,
+            fc,
             plans,
         })
     }
@@ -435,43 +463,55 @@ impl TchModel {
         to_device(&y, self.device)
     }
 
+    /// The constants of `fully_connected` op `index` whose operands are not all weights,
+    /// from host copies of its operands (the rare path: each run prepares them again).
+    fn fc_consts(
+        &self,
+        index: usize,
+        x: &[&tch::Tensor],
+        x_zero_point: i32,
+        y_zero_point: i32,
+    ) -> Result<kernels::FcConsts> {
+        let node = &self.program.ops[index - 1];
+        let host = (1..=4)
+            .map(|i| match node.inputs[i] {
+                Operand::Weight(w) => Ok(self.host_weights[w as usize].clone()),
+                Operand::Slot(s) => from_device(x[i], self.program.slot_type(s)?),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let operands = kernels::FcOperands {
+            w: &host[0],
+            bias: &host[1],
+            multiplier: &host[2],
+            shift: &host[3],
+        };
+        kernels::FcConsts::new(
+            kernels::transpose_weight(x[1])?,
+            &operands,
+            x_zero_point,
+            y_zero_point,
+            self.device,
+        )
+    }
+
     /// An op through its libtorch kernel.
     fn torch_op(&self, index: usize, x: &[&tch::Tensor]) -> Result<tch::Tensor> {
         let node = &self.program.ops[index - 1];
         let out = &node.output;
-        let is_slot = |i: usize| matches!(node.inputs.get(i), Some(Operand::Slot(_)));
         match &node.op {
             Op::FullyConnected {
                 x_zero_point,
                 y_zero_point,
             } => {
-                if is_slot(4) {
-                    kernels::check_shift_values("fully_connected", x[4])?;
-                }
-                let packed_here;
-                let w = match node.inputs[1] {
-                    Operand::Weight(w) => match &self.packed[w as usize] {
-                        Some(p) => p,
-                        None => {
-                            packed_here = kernels::PackedWeight::new(x[1])?;
-                            &packed_here
-                        }
-                    },
-                    Operand::Slot(_) => {
-                        packed_here = kernels::PackedWeight::new(x[1])?;
-                        &packed_here
+                let built;
+                let c = match &self.fc[index - 1] {
+                    Some(c) => c,
+                    None => {
+                        built = self.fc_consts(index, x, *x_zero_point, *y_zero_point)?;
+                        &built
                     }
                 };
-                kernels::fully_connected(
-                    x[0],
-                    w,
-                    x[2],
-                    x[3],
-                    x[4],
-                    *x_zero_point,
-                    *y_zero_point,
-                    out,
-                )
+                kernels::fully_connected(x[0], c, out)
             }
             Op::BatchMatmul {
                 transpose_b,
