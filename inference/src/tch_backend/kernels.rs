@@ -226,18 +226,19 @@ fn clamp_to(mut q: Tensor, dtype: DType) -> Result<Tensor> {
     Ok(q.f_to_kind(kind_of(dtype))?)
 }
 
-/// `q` where `sign >= 0`, `-q` where `sign < 0`.
-fn negate_where_negative(q: &Tensor, sign: &Tensor) -> Result<Tensor> {
-    Ok(q.f_where_self(&sign.f_ge(0i64)?, &q.f_neg()?)?)
-}
-
-/// `round_div(a, b)` for `b > 0`: `sign(a) * floor((|a| + floor(b / 2)) / b)`.
+/// `round_div(a, b)` for `b > 0` (and `|a| + b / 2 < 2^63`):
+/// `sign(a) * floor((|a| + floor(b / 2)) / b)`, as one floor division without a select.
+/// For `a < 0`, `-floor((-a + h) / b) = floor((a - h + b - 1) / b)` with `h = floor(b / 2)`,
+/// and `-h + b - 1` is `h - 1` for an even `b` and `h` for an odd one: so the numerator is
+/// `a + h`, less one where `a` is negative and `b` even.
 fn round_div(a: &Tensor, b: &Tensor) -> Result<Tensor> {
-    let num = a
-        .f_abs()?
-        .f_add(&b.f_bitwise_right_shift_tensor_scalar(1i64)?)?;
-    let q = num.f_div_tensor_mode(b, "floor")?;
-    negate_where_negative(&q, a)
+    // -1 where b is even, 0 where odd (b is small: a row's divisor).
+    let even = b.f_bitwise_and(1i64)?.f_sub_scalar(1i64)?;
+    let mut num = a.f_bitwise_right_shift_tensor_scalar(63i64)?;
+    in_place(num.f_bitwise_and_tensor_(&even))?;
+    in_place(num.f_add_(a))?;
+    in_place(num.f_add_(&b.f_bitwise_right_shift_tensor_scalar(1i64)?))?;
+    Ok(num.f_div_tensor_mode(b, "floor")?)
 }
 
 /// `wrap32(v)` in place: `v` reduced modulo `2^32` into `[-2^31, 2^31)`, for `|v| < 2^62`.
@@ -246,6 +247,14 @@ fn wrap32_(v: &mut Tensor) -> Result<()> {
     in_place(v.f_bitwise_and_((1i64 << 32) - 1))?;
     in_place(v.f_sub_scalar_(1i64 << 31))?;
     Ok(())
+}
+
+/// `sat_T(y_zp + v)` as a tensor of dtype `T`, for a fresh `v` (written in place).
+fn saturate_fresh(mut v: Tensor, y_zero_point: i32, dtype: DType) -> Result<Tensor> {
+    if y_zero_point != 0 {
+        in_place(v.f_add_scalar_(i64::from(y_zero_point)))?;
+    }
+    clamp_to(v, dtype)
 }
 
 /// `sat_T(y_zp + v)` as a tensor of dtype `T`.
@@ -655,18 +664,19 @@ fn exps(x: &Tensor, table: &Tensor, mask: Option<&Tensor>, causal: bool) -> Resu
             .f_reshape([m, 1])?;
         kept = kept.f_logical_and(&cols.f_le_tensor(&rows)?.f_reshape([1, 1, m, n])?)?;
     }
-    let kept = kept.f_expand([g, l / g, m, n], false)?;
-    // x is i8 or i16: anything below -2^16 is below every kept value.
-    let max = x4
-        .f_where_scalarother(&kept, -(1i64 << 20))?
-        .f_amax([-1i64].as_slice(), true)?;
+    // 1 for a kept column, 0 for a dropped one: [G, 1, 1 or M, N], broadcast below.
+    let kept = kept.f_to_kind(Kind::Int64)?;
+    // x is i8 or i16: anything below -2^16 is below every kept value, so 2^20 off each
+    // dropped column leaves the maximum to the kept ones.
+    let dropped = kept.f_sub_scalar(1i64)?.f_mul_scalar(1i64 << 20)?;
+    let max = x4.f_add(&dropped)?.f_amax([-1i64].as_slice(), true)?;
     let t = table.size()[0];
-    let idx = max.f_sub(&x4)?.f_clamp(0i64, t - 1)?;
-    // A negative entry reads as 0.
-    Ok(wide(&table.f_index_select(0, &idx.f_reshape([-1])?)?)?
-        .f_clamp_min(0i64)?
-        .f_reshape([g, l / g, m, n])?
-        .f_where_scalarother(&kept, 0i64)?)
+    let mut idx = max.f_sub(&x4)?;
+    in_place(idx.f_clamp_(0i64, t - 1))?;
+    // A negative entry reads as 0; a dropped column's is 0.
+    let mut e = table.f_index_select(0, &idx.f_reshape([-1])?)?;
+    in_place(e.f_clamp_min_(0i64))?;
+    Ok(e.f_reshape([g, l / g, m, n])?.f_mul(&kept)?)
 }
 
 /// Rows of non-negative `i64` `e` divided by their sums with one exact rounding division,
@@ -677,13 +687,18 @@ fn normalize(e: &Tensor, frac_bits: u32, y_zero_point: i32, out: &TensorType) ->
         .f_bitwise_left_shift_tensor_scalar(i64::from(frac_bits))?
         .f_add(&sum.f_bitwise_right_shift_tensor_scalar(1i64)?)?
         .f_div_tensor_mode(&sum.f_clamp_min(1i64)?, "floor")?;
-    // No kept column, or a zero sum: every element is y_zp.
-    let y = q.f_where_scalarother(&sum.f_gt(0i64)?, 0i64)?;
-    saturate(&y, y_zero_point, out.dtype)
+    // A zero sum means every e of the row is 0, and then q is (0 + 0) / 1 = 0.
+    saturate_fresh(q, y_zero_point, out.dtype)
 }
 
 /// `layer_norm` over the last axis: `d = N x - sum x`, `sigma = isqrt(sum d^2 / N + eps)`,
-/// `y = round_div(d gamma + beta sigma, sigma 2^shift)`.
+/// `y = round_div(d gamma + beta sigma, sigma 2^shift)`, and `round_shift(beta, shift)`
+/// where `sigma = 0`.
+///
+/// `sigma` is 0 only where every `d` is 0 (with `epsilon = 0`, `sum d^2 < N` needs it: the
+/// `d` of a row are all congruent to `-sum x` modulo `N` and sum to 0, so one nonzero `d`
+/// makes `sum d^2 >= N`), and then `round_div(beta, 2^shift) = round_shift(beta, shift)`:
+/// so `sigma` clamped to at least 1 gives every row its answer without a select.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn layer_norm(
     x: &Tensor,
@@ -695,19 +710,15 @@ pub(crate) fn layer_norm(
     out: &TensorType,
 ) -> Result<Tensor> {
     let n = gamma.size()[0];
-    let x2 = wide(x)?.f_reshape([-1, n])?;
-    let sum = x2.f_sum_dim_intlist([-1i64].as_slice(), true, Kind::Int64)?;
-    let d = x2.f_mul_scalar(n)?.f_sub(&sum)?;
-    let (gamma, beta) = (wide(gamma)?, wide(beta)?);
-    let sigma = norm_sigma(&d, n, epsilon)?;
-    let num = d.f_mul(&gamma)?.f_add(&beta.f_mul(&sigma)?)?;
-    let den = sigma
-        .f_bitwise_left_shift_tensor_scalar(i64::from(shift))?
-        .f_clamp_min(1i64)?;
-    let y = round_div(&num, &den)?;
-    let flat = round_shift(&beta, shift)?.f_expand_as(&y)?;
-    let y = y.f_where_self(&sigma.f_gt(0i64)?, &flat)?;
-    saturate(&y, y_zero_point, out.dtype)?
+    let mut d = wide_copy(x)?.f_reshape([-1, n])?;
+    let sum = d.f_sum_dim_intlist([-1i64].as_slice(), true, Kind::Int64)?;
+    in_place(d.f_mul_scalar_(n))?;
+    in_place(d.f_sub_(&sum))?;
+    let sigma = norm_sigma(&d, n, epsilon)?.f_clamp_min(1i64)?;
+    let mut num = d.f_mul(&wide(gamma)?)?;
+    in_place(num.f_addcmul_(&wide(beta)?, &sigma))?;
+    let den = sigma.f_bitwise_left_shift_tensor_scalar(i64::from(shift))?;
+    saturate_fresh(round_div(&num, &den)?, y_zero_point, out.dtype)?
         .f_reshape(x.size())
         .map_err(Into::into)
 }
@@ -725,7 +736,8 @@ fn norm_sigma(d: &Tensor, n: i64, epsilon: u64) -> Result<Tensor> {
 }
 
 /// `rms_norm` over the last axis: `d = N (x - x_zp)`,
-/// `y = round_div(d gamma, isqrt(sum d^2 / N + eps) 2^shift)`.
+/// `y = round_div(d gamma, isqrt(sum d^2 / N + eps) 2^shift)`, and 0 where `sigma = 0`
+/// (every `d` is then 0, as in [`layer_norm`]: `sigma` clamped to 1 gives that 0).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn rms_norm(
     x: &Tensor,
@@ -737,17 +749,11 @@ pub(crate) fn rms_norm(
     out: &TensorType,
 ) -> Result<Tensor> {
     let n = gamma.size()[0];
-    let d = wide(x)?
-        .f_reshape([-1, n])?
-        .f_sub_scalar(i64::from(x_zero_point))?
-        .f_mul_scalar(n)?;
-    let sigma = norm_sigma(&d, n, epsilon)?;
-    let den = sigma
-        .f_bitwise_left_shift_tensor_scalar(i64::from(shift))?
-        .f_clamp_min(1i64)?;
-    let y =
-        round_div(&d.f_mul(&wide(gamma)?)?, &den)?.f_where_scalarother(&sigma.f_gt(0i64)?, 0i64)?;
-    saturate(&y, y_zero_point, out.dtype)?
+    let d = offset_scaled(x, x_zero_point, n)?.f_reshape([-1, n])?;
+    let sigma = norm_sigma(&d, n, epsilon)?.f_clamp_min(1i64)?;
+    let den = sigma.f_bitwise_left_shift_tensor_scalar(i64::from(shift))?;
+    let y = round_div(&d.f_mul(&wide(gamma)?)?, &den)?;
+    saturate_fresh(y, y_zero_point, out.dtype)?
         .f_reshape(x.size())
         .map_err(Into::into)
 }
@@ -809,7 +815,7 @@ pub(crate) fn rope(
             Tensor::f_stack(&[first, second], -1)?.f_reshape(shape.as_slice())?
         }
     };
-    saturate(&y, y_zero_point, out.dtype)
+    saturate_fresh(y, y_zero_point, out.dtype)
 }
 
 /// `mean_pool`: the masked sum over the last axis of `x [B, D, S]`, `round_div(2^q sum, count)`.
@@ -827,12 +833,12 @@ pub(crate) fn mean_pool(
         .f_mul(&kept)?
         .f_sum_dim_intlist([-1i64].as_slice(), false, Kind::Int64)?;
     let count = kept.f_sum_dim_intlist([-1i64].as_slice(), false, Kind::Int64)?;
+    // A row with no kept column sums to 0, and round_div(0, 1) = 0: the answer for it.
     let y = round_div(
         &sum.f_bitwise_left_shift_tensor_scalar(i64::from(frac_bits))?,
         &count.f_clamp_min(1i64)?,
-    )?
-    .f_where_scalarother(&count.f_gt(0i64)?, 0i64)?;
-    saturate(&y, y_zero_point, out.dtype)
+    )?;
+    saturate_fresh(y, y_zero_point, out.dtype)
 }
 
 /// `argmax`: the smallest index holding the row maximum, as `i32`.
