@@ -11,8 +11,8 @@
 //!
 //! Batch 1 runs one sentence at a time, each run using every thread. Batch 64 runs 64
 //! sentences at a time: the pure-Rust engine runs them concurrently on its pool; the
-//! libtorch side runs them one after the other, each op using libtorch's pool (a
-//! `TchModel` holds libtorch tensors, which are not `Sync`).
+//! libtorch side runs each bucket's sentences of the 64 as one stacked batch
+//! (`TchModel::run_batch`), each op using libtorch's pool.
 
 use inference::import::bert::{self, FAMILY_FILE, Family};
 use inference::model::{MANIFEST_FILE, Model, PROGRAM_FILE, WEIGHTS_FILE};
@@ -99,9 +99,33 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let input = bert::input(&ids, family.buckets[b].seq_len)?;
         Ok(bert::normalize(&tch_models[b].run(&input)?)?)
     };
-    // The two engines agree on every sentence before anything is timed.
-    for line in &lines {
-        if cpu_one(line)? != tch_one(line)? {
+    // A batch: the sentences of each bucket through one `run_batch`; the embeddings in
+    // the chunk's order.
+    let tch_batch = |chunk: &[&str]| -> Result<Vec<Vec<f32>>, tch_backend::Error> {
+        let mut by_bucket: Vec<(Vec<usize>, Vec<inference::tensor::Tensor>)> =
+            vec![(Vec::new(), Vec::new()); models.len()];
+        for (i, line) in chunk.iter().enumerate() {
+            let ids = tokenizer.encode(line)?;
+            let b = family.bucket_for(ids.len());
+            by_bucket[b].0.push(i);
+            by_bucket[b]
+                .1
+                .push(bert::input(&ids, family.buckets[b].seq_len)?);
+        }
+        let mut out = vec![Vec::new(); chunk.len()];
+        for (b, (at, inputs)) in by_bucket.iter().enumerate() {
+            for (&i, y) in at.iter().zip(tch_models[b].run_batch(inputs)?) {
+                out[i] = bert::normalize(&y)?;
+            }
+        }
+        Ok(out)
+    };
+    // The two engines agree on every sentence before anything is timed, one by one and in
+    // one batch.
+    let batched = tch_batch(&lines)?;
+    for (line, got) in lines.iter().zip(&batched) {
+        let want = cpu_one(line)?;
+        if want != tch_one(line)? || &want != got {
             return Err(format!("the engines disagree on {line:?}").into());
         }
     }
@@ -124,13 +148,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "{{\"engine\": \"cpu-rust\", \"batch\": {batch}, \"threads\": {threads}, \"sentences\": {n}, \"sentences_per_second\": {cpu:.1}}}"
         );
         let (n, tch) = measure(seconds, batch, |start| {
-            (0..batch)
-                .map(|i| {
-                    tch_one(lines[(start + i) % lines.len()])
-                        .map(|_| 1)
-                        .unwrap_or(0)
-                })
-                .sum()
+            let chunk: Vec<&str> = (0..batch)
+                .map(|i| lines[(start + i) % lines.len()])
+                .collect();
+            if batch == 1 {
+                tch_one(chunk[0]).map(|_| 1).unwrap_or(0)
+            } else {
+                tch_batch(&chunk).map(|v| v.len()).unwrap_or(0)
+            }
         });
         println!(
             "{{\"engine\": \"tch\", \"device\": \"{device:?}\", \"batch\": {batch}, \"threads\": {threads}, \"sentences\": {n}, \"sentences_per_second\": {tch:.1}}}"

@@ -89,6 +89,38 @@ fn agree(op: &Op, inputs: &[Tensor], out_dtype: DType, devices: &[Device], tally
             _ => panic!("{op:?} on {device:?}: cpu {cpu:?}, tch {got:?}"),
         }
     }
+    if cpu.is_ok() {
+        agree_batched(op, inputs, &out, devices);
+    }
+}
+
+/// The first operand with its elements in reverse order: another input of the same type.
+fn reversed(t: &Tensor) -> Tensor {
+    let mut v = t.to_i64_vec();
+    v.reverse();
+    make(t.dtype(), t.shape(), v)
+}
+
+/// `op` through `TchModel::run_batch` with three first operands (the case's, reversed, and
+/// the case's again) against the CPU engine on each.
+fn agree_batched(op: &Op, inputs: &[Tensor], out: &TensorType, devices: &[Device]) {
+    let firsts = vec![inputs[0].clone(), reversed(&inputs[0]), inputs[0].clone()];
+    let rest: Vec<&Tensor> = inputs[1..].iter().collect();
+    let Ok(want) = firsts
+        .iter()
+        .map(|f| {
+            let refs: Vec<&Tensor> = std::iter::once(f).chain(rest.iter().copied()).collect();
+            op.execute(&refs, out, None)
+        })
+        .collect::<Result<Vec<_>, _>>()
+    else {
+        return;
+    };
+    for &device in devices {
+        let got = tch_backend::execute_batch(op, &firsts, &rest, out, device)
+            .unwrap_or_else(|e| panic!("{op:?} batched on {device:?}: {e}"));
+        assert_eq!(got, want, "{op:?} batched on {device:?} (out {out})");
+    }
 }
 
 /// Runs `body` on `cases` seeds and requires most cases to have used the libtorch kernels.
@@ -525,6 +557,19 @@ fn agree_op_by_op(name: &str, program: &Program, weights: &Weights, input: &Tens
             assert_eq!(got.ty(), want.ty());
         }
         assert_eq!(model.run(input).unwrap(), expected, "{name} on {device:?}");
+        // In a batch with two other inputs (the input's ids reversed, and zeros), each
+        // output equals that input's alone.
+        let others = [reversed(input), Tensor::zeros(&input.ty()).unwrap()];
+        let batch = vec![input.clone(), others[0].clone(), others[1].clone()];
+        let mut want = vec![expected.clone()];
+        for o in &others {
+            want.push(run(program, weights, o).unwrap());
+        }
+        assert_eq!(
+            model.run_batch(&batch).unwrap(),
+            want,
+            "{name} batched on {device:?}"
+        );
         eprintln!("{name} on {device:?}: {} slots equal", trace.op_count() + 1);
     }
 }

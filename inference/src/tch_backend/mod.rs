@@ -366,6 +366,49 @@ impl TchModel {
     /// no later op reads them.
     pub fn run(&self, input: &Tensor) -> Result<Tensor> {
         self.check_input(input)?;
+        let y = self.run_slots(to_device(input, self.device)?, None)?;
+        from_device(&y, self.output_type()?)
+    }
+
+    /// The serving path for several inputs at once: the outputs of [`TchModel::run`] on
+    /// each, in order, bit for bit, from one pass over the program on tensors stacked along
+    /// a new leading axis (one libtorch call per step for the whole batch instead of one per
+    /// input: on a GPU, where a step's launch costs more than its work at batch 1, this is
+    /// what throughput comes from).
+    ///
+    /// Every op runs on the stacked tensors as it would on each input alone: elementwise and
+    /// row-wise ops as they are, ops that name an axis with the axis moved by one, ops
+    /// whose first axis groups rows (`batch_matmul`, masks, `mean_pool`) with the batch
+    /// axis merged into it; an op whose table or weight-like operand is itself computed
+    /// (not a weight) runs once per input.
+    pub fn run_batch(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
+        for input in inputs {
+            self.check_input(input)?;
+        }
+        match inputs {
+            [] => return Ok(Vec::new()),
+            [one] => return Ok(vec![self.run(one)?]),
+            _ => {}
+        }
+        let stacked = inputs
+            .iter()
+            .map(|t| to_device(t, self.device))
+            .collect::<Result<Vec<_>>>()?;
+        let b = inputs.len() as i64;
+        let y = self.run_slots(tch::Tensor::f_stack(&stacked, 0)?, Some(b))?;
+        let ty = self.output_type()?;
+        (0..b)
+            .map(|r| from_device(&y.f_select(0, r)?, ty))
+            .collect()
+    }
+
+    fn output_type(&self) -> Result<&TensorType> {
+        Ok(self.program.slot_type(self.program.output)?)
+    }
+
+    /// Runs every op on `first` (the input slot, stacked when `batch` is set), freeing each
+    /// activation after its last reader; the output slot.
+    fn run_slots(&self, first: tch::Tensor, batch: Option<i64>) -> Result<tch::Tensor> {
         let n = self.program.ops.len();
         let mut last_use = vec![0usize; n + 1];
         for (i, node) in self.program.ops.iter().enumerate() {
@@ -378,9 +421,9 @@ impl TchModel {
         let out = self.program.output as usize;
         last_use[out] = usize::MAX;
         let mut slots: Vec<Option<tch::Tensor>> = (0..=n).map(|_| None).collect();
-        slots[0] = Some(to_device(input, self.device)?);
+        slots[0] = Some(first);
         for i in 1..=n {
-            let y = self.step(&slots, i)?;
+            let y = self.step(&slots, i, batch)?;
             slots[i] = Some(y);
             for o in &self.program.ops[i - 1].inputs {
                 if let Operand::Slot(s) = o
@@ -390,10 +433,9 @@ impl TchModel {
                 }
             }
         }
-        let y = slots[out]
-            .take()
-            .ok_or_else(|| crate::Error::Program(format!("output slot {out} was never written")))?;
-        from_device(&y, self.program.slot_type(out as u32)?)
+        slots[out].take().ok_or_else(|| {
+            crate::Error::Program(format!("output slot {out} was never written")).into()
+        })
     }
 
     /// Every slot after running `input`: the input, then each op's output, in slot order
@@ -404,7 +446,7 @@ impl TchModel {
         let mut slots: Vec<Option<tch::Tensor>> = (0..=n).map(|_| None).collect();
         slots[0] = Some(to_device(input, self.device)?);
         for i in 1..=n {
-            let y = self.step(&slots, i)?;
+            let y = self.step(&slots, i, None)?;
             slots[i] = Some(y);
         }
         let mut out = Vec::with_capacity(n + 1);
@@ -418,8 +460,14 @@ impl TchModel {
         Ok(out)
     }
 
-    /// Runs op `index` (1-based) on the slots written so far.
-    fn step(&self, slots: &[Option<tch::Tensor>], index: usize) -> Result<tch::Tensor> {
+    /// Runs op `index` (1-based) on the slots written so far (each stacked `batch` inputs
+    /// deep when `batch` is set).
+    fn step(
+        &self,
+        slots: &[Option<tch::Tensor>],
+        index: usize,
+        batch: Option<i64>,
+    ) -> Result<tch::Tensor> {
         let node = &self.program.ops[index - 1];
         let wrap = |e: Error| Error::Op {
             index,
@@ -440,9 +488,11 @@ impl TchModel {
             })
             .collect::<Result<Vec<_>>>()
             .map_err(wrap)?;
-        match self.plans[index - 1] {
-            Plan::Torch => self.torch_op(index, &inputs).map_err(wrap),
-            Plan::Host => self.host_op(index, &inputs).map_err(wrap),
+        match (&self.plans[index - 1], batch) {
+            (Plan::Torch, None) => self.torch_op(index, &inputs).map_err(wrap),
+            (Plan::Host, None) => self.host_op(index, &inputs).map_err(wrap),
+            (Plan::Torch, Some(b)) => self.torch_op_batched(index, &inputs, b).map_err(wrap),
+            (Plan::Host, Some(b)) => self.per_input(index, &inputs, b).map_err(wrap),
         }
     }
 
@@ -494,10 +544,138 @@ impl TchModel {
         )
     }
 
+    /// Op `index` on `b` stacked inputs, one input at a time (each slot operand's slice of
+    /// that input, weights as they are), the results stacked again: for the ops whose
+    /// operands do not batch (and those on the CPU engine).
+    fn per_input(&self, index: usize, x: &[&tch::Tensor], b: i64) -> Result<tch::Tensor> {
+        let node = &self.program.ops[index - 1];
+        let outputs = (0..b)
+            .map(|r| {
+                let sliced = node
+                    .inputs
+                    .iter()
+                    .zip(x)
+                    .map(|(o, t)| match o {
+                        Operand::Slot(_) => Ok(t.f_select(0, r)?),
+                        Operand::Weight(_) => Ok(t.shallow_clone()),
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                let refs: Vec<&tch::Tensor> = sliced.iter().collect();
+                match self.plans[index - 1] {
+                    Plan::Torch => self.torch_op(index, &refs),
+                    Plan::Host => self.host_op(index, &refs),
+                }
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(tch::Tensor::f_stack(&outputs, 0)?)
+    }
+
+    /// Op `index` through its libtorch kernel on `b` stacked inputs (see
+    /// [`TchModel::run_batch`]).
+    fn torch_op_batched(&self, index: usize, x: &[&tch::Tensor], b: i64) -> Result<tch::Tensor> {
+        let node = &self.program.ops[index - 1];
+        let is_weight = |i: usize| matches!(node.inputs.get(i), Some(Operand::Weight(_)));
+        // The declared output with the batch axis in front.
+        let mut out = node.output.clone();
+        out.shape.insert(0, b as usize);
+        let out_shape = kernels::shape_of(&out);
+        // Operand `i` with the batch axis merged into its first axis (a weight repeated for
+        // every input first), for the ops whose first axis groups rows.
+        let merged = |i: usize| -> Result<tch::Tensor> {
+            let t = x[i];
+            let t = if is_weight(i) {
+                let mut sizes = t.size();
+                sizes.insert(0, b);
+                t.f_unsqueeze(0)?.f_expand(sizes.as_slice(), false)?
+            } else {
+                t.shallow_clone()
+            };
+            let mut sizes = t.size();
+            let first = sizes.remove(0) * sizes.remove(0);
+            sizes.insert(0, first);
+            Ok(t.f_reshape(sizes.as_slice())?)
+        };
+        let shifted = |axis: usize| axis as i64 + 1;
+        // Softmax's causal rows and rope's positions are the second axis from the end: an
+        // operand without one would take the batch axis for it.
+        let has_rows = node.output.shape.len() >= 2;
+        match &node.op {
+            // Row-wise and elementwise: the batch axis is one more leading axis.
+            Op::Add { .. }
+            | Op::Mul { .. }
+            | Op::Requantize { .. }
+            | Op::LayerNorm { .. }
+            | Op::RmsNorm { .. }
+            | Op::Argmax
+            | Op::SoftmaxNorm { .. }
+                if !is_weight(0) =>
+            {
+                self.torch_op_out(index, x, &out)
+            }
+            Op::Lut if !is_weight(0) && is_weight(1) => self.torch_op_out(index, x, &out),
+            Op::FullyConnected { .. } if self.fc[index - 1].is_some() && !is_weight(0) => {
+                self.torch_op_out(index, x, &out)
+            }
+            Op::Embedding if is_weight(0) && !is_weight(1) => self.torch_op_out(index, x, &out),
+            Op::Rope { .. } if has_rows && !is_weight(0) && is_weight(1) && is_weight(2) => {
+                self.torch_op_out(index, x, &out)
+            }
+            Op::Reshape if !is_weight(0) => {
+                Ok(x[0].f_reshape(out_shape.as_slice())?.f_contiguous()?)
+            }
+            Op::Transpose { perm } if !is_weight(0) => {
+                let perm: Vec<i64> = std::iter::once(0)
+                    .chain(perm.iter().map(|&p| shifted(p)))
+                    .collect();
+                Ok(x[0].f_permute(perm.as_slice())?.f_contiguous()?)
+            }
+            Op::Slice { axis, start, end } if !is_weight(0) => Ok(x[0]
+                .f_narrow(shifted(*axis), *start as i64, (*end - *start) as i64)?
+                .f_contiguous()?),
+            Op::Concat { axis } if (0..x.len()).all(|i| !is_weight(i)) => {
+                Ok(tch::Tensor::f_cat(x, shifted(*axis))?)
+            }
+            Op::BatchMatmul { .. } => {
+                let (a, bm) = (merged(0)?, merged(1)?);
+                Ok(self
+                    .torch_op_out(index, &[&a, &bm], &out)?
+                    .f_reshape(out_shape.as_slice())?)
+            }
+            Op::Softmax { .. } | Op::SoftmaxExp { .. }
+                if has_rows && !is_weight(0) && is_weight(1) =>
+            {
+                match x.get(2) {
+                    None => self.torch_op_out(index, x, &out),
+                    Some(_) => {
+                        let mask = merged(2)?;
+                        self.torch_op_out(index, &[x[0], x[1], &mask], &out)
+                    }
+                }
+            }
+            Op::MeanPool { .. } => {
+                let (xs, mask) = (merged(0)?, merged(1)?);
+                Ok(self
+                    .torch_op_out(index, &[&xs, &mask], &out)?
+                    .f_reshape(out_shape.as_slice())?)
+            }
+            _ => self.per_input(index, x, b),
+        }
+    }
+
     /// An op through its libtorch kernel.
     fn torch_op(&self, index: usize, x: &[&tch::Tensor]) -> Result<tch::Tensor> {
+        self.torch_op_out(index, x, &self.program.ops[index - 1].output)
+    }
+
+    /// An op through its libtorch kernel, producing `out` (the declared output, or that with
+    /// a batch axis in front).
+    fn torch_op_out(
+        &self,
+        index: usize,
+        x: &[&tch::Tensor],
+        out: &TensorType,
+    ) -> Result<tch::Tensor> {
         let node = &self.program.ops[index - 1];
-        let out = &node.output;
         match &node.op {
             Op::FullyConnected {
                 x_zero_point,
@@ -660,25 +838,42 @@ pub fn runs_on_torch(op: &Op, inputs: &[&TensorType]) -> bool {
 /// the result copied back): the unit the op-by-op tests compare with [`Op::execute`].
 /// Uses the CPU engine where the op's bounds leave the `i64` paths, as [`TchModel`] does.
 pub fn execute(op: &Op, inputs: &[&Tensor], output: &TensorType, device: Device) -> Result<Tensor> {
-    let mut b = crate::program::ProgramBuilder::new(
-        inputs
-            .first()
-            .map_or_else(|| TensorType::new(DType::I32, vec![0]), |t| t.ty()),
-    );
-    let mut operands = Vec::with_capacity(inputs.len());
-    for (i, t) in inputs.iter().enumerate() {
-        operands.push(if i == 0 {
-            b.input()
-        } else {
-            b.weight(format!("operand{i}"), (*t).clone())
-        });
+    let (first, rest) = inputs
+        .split_first()
+        .ok_or_else(|| crate::Error::Program(format!("{} takes operands", op.kind())))?;
+    one_op_model(op, first, rest, output, device)?.run(first)
+}
+
+/// [`execute`] through [`TchModel::run_batch`]: the op's first operand takes each of
+/// `firsts` in turn (one batch), the others are `rest`; the outputs in order.
+pub fn execute_batch(
+    op: &Op,
+    firsts: &[Tensor],
+    rest: &[&Tensor],
+    output: &TensorType,
+    device: Device,
+) -> Result<Vec<Tensor>> {
+    let first = firsts
+        .first()
+        .ok_or_else(|| crate::Error::Program("a batch of no inputs".into()))?;
+    one_op_model(op, first, rest, output, device)?.run_batch(firsts)
+}
+
+/// A program of one op whose first operand is the input and the others weights.
+fn one_op_model(
+    op: &Op,
+    first: &Tensor,
+    rest: &[&Tensor],
+    output: &TensorType,
+    device: Device,
+) -> Result<TchModel> {
+    let mut b = crate::program::ProgramBuilder::new(first.ty());
+    let mut operands = vec![b.input()];
+    for (i, t) in rest.iter().enumerate() {
+        operands.push(b.weight(format!("operand{}", i + 1), (*t).clone()));
     }
     let y = b.push_typed(op.clone(), &operands, output.clone())?;
     let (program, weights) = b.finish(y)?;
     let weights = Weights::new(&program, weights.into_iter().map(|(_, t)| t).collect())?;
-    let model = TchModel::new(&program, &weights, device)?;
-    let first = inputs
-        .first()
-        .ok_or_else(|| crate::Error::Program(format!("{} takes operands", op.kind())))?;
-    model.run(first)
+    TchModel::new(&program, &weights, device)
 }
