@@ -29,6 +29,9 @@ pub const DEFAULT_EXEC_THREADS: usize = 0;
 pub const DEFAULT_HTTP_THREADS: usize = 0;
 /// Default requests run together by the worker pool.
 pub const DEFAULT_EXEC_MAX_BATCH: usize = 8;
+/// Default most queued requests of one model a worker runs as one stacked batch (0: the
+/// backend's own: 1 for the Rust engine, which has no stacked path; more for libtorch).
+pub const DEFAULT_EXEC_STACK: usize = 0;
 /// Default time the storing thread lets results gather while other jobs run.
 pub const DEFAULT_EXEC_STORE_GATHER: Duration = Duration::from_millis(10);
 /// Default limit of requests queued for execution before new ones get 503.
@@ -204,6 +207,9 @@ pub struct ExecConfig {
     pub threads: usize,
     /// Requests run together.
     pub max_batch: usize,
+    /// Most queued requests of one model a worker runs as one stacked batch (0: the
+    /// backend's default).
+    pub stack: usize,
     /// Requests queued for execution before new ones are refused with 503.
     pub queue_limit: usize,
     /// The backend that runs programs (`rust` or `tch`).
@@ -220,6 +226,7 @@ impl Default for ExecConfig {
         Self {
             threads: DEFAULT_EXEC_THREADS,
             max_batch: DEFAULT_EXEC_MAX_BATCH,
+            stack: DEFAULT_EXEC_STACK,
             queue_limit: DEFAULT_EXEC_QUEUE_LIMIT,
             backend: crate::backend::Backend::default(),
             store_gather: DEFAULT_EXEC_STORE_GATHER,
@@ -456,6 +463,14 @@ pub struct ExecArgs {
     /// Requests run together.
     #[arg(long = "exec.max-batch", env = "SEQUENCER_EXEC_MAX_BATCH", value_name = "N", help = format!("Queued requests the worker pool runs together [default: {DEFAULT_EXEC_MAX_BATCH}]"))]
     pub max_batch: Option<usize>,
+    /// Queued requests of one model run as one stacked batch.
+    #[arg(
+        long = "exec.stack",
+        env = "SEQUENCER_EXEC_STACK",
+        value_name = "N",
+        help = "Most queued requests of one model a worker runs as one stacked batch (one pass over the program for all of them, the same bits as one by one; what a GPU's throughput comes from). 0 = the backend's default: 1 for rust, 32 for tch on CUDA, 8 for tch on the CPU [default: 0]"
+    )]
+    pub stack: Option<usize>,
     /// Requests queued before new ones are refused with 503.
     #[arg(long = "exec.queue-limit", env = "SEQUENCER_EXEC_QUEUE_LIMIT", value_name = "N", help = format!("Requests queued for execution before new ones get 503 [default: {DEFAULT_EXEC_QUEUE_LIMIT}]"))]
     pub queue_limit: Option<usize>,
@@ -752,6 +767,7 @@ impl NodeArgs {
         }
         set(&mut config.exec.threads, self.exec.threads);
         set(&mut config.exec.max_batch, self.exec.max_batch);
+        set(&mut config.exec.stack, self.exec.stack);
         set(&mut config.exec.queue_limit, self.exec.queue_limit);
         set(&mut config.batch.max_size, self.batch.max_size);
         set(&mut config.batch.max_age, self.batch.max_age);

@@ -107,6 +107,19 @@ pub trait Executor: Send + Sync + 'static {
     fn run_spread(&self, model: &Model, input: &Tensor) -> Result<Tensor, ExecutionError> {
         self.run(model, input)
     }
+
+    /// How many queued requests of one model a worker should run as one stacked batch
+    /// ([`Executor::run_batch`]) by default: 1 for a backend without a batched path.
+    fn default_stack(&self) -> usize {
+        1
+    }
+
+    /// Runs `model` on every input, as one batch where the backend can (each output bit for
+    /// bit what [`Executor::run`] gives); one result per input, in order. By default, one
+    /// [`Executor::run`] after the other.
+    fn run_batch(&self, model: &Model, inputs: &[&Tensor]) -> Vec<Result<Tensor, ExecutionError>> {
+        inputs.iter().map(|i| self.run(model, i)).collect()
+    }
 }
 
 /// The pure-Rust CPU engine of the `inference` crate (weights pre-packed at load time).
@@ -475,6 +488,7 @@ impl std::fmt::Debug for ExecutionPool {
         f.debug_struct("ExecutionPool")
             .field("backend", &self.executor.backend())
             .field("max_batch", &self.shared.max_batch)
+            .field("stack", &self.shared.stack)
             .field("depth", &self.depth())
             .finish_non_exhaustive()
     }
@@ -500,6 +514,8 @@ struct Shared {
     /// Jobs queued, running, or finished but not stored yet.
     depth: AtomicUsize,
     max_batch: usize,
+    /// Most queued jobs of one model a worker takes as one stacked batch.
+    stack: usize,
 }
 
 impl Shared {
@@ -508,55 +524,111 @@ impl Shared {
     }
 }
 
-/// Runs `job`, then every job queued meanwhile, on the calling worker.
-fn work(executor: &dyn Executor, shared: &Shared, done_tx: &mpsc::Sender<Completed>, mut job: Job) {
-    loop {
-        let started = Instant::now();
-        // Alone on the pool (light load): the job's ops are offered to the idle workers
-        // (1-client latency ~3.5 -> ~3.0 ms on MiniLM, 2 cores). Else each job keeps to its
-        // worker: split, their pieces would wait on workers busy with their own jobs.
-        let spread = shared.lock().running <= 1;
-        // A panicking executor fails its job, not the process (a panic in a rayon `spawn`
-        // would abort).
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            if spread {
+impl Queue {
+    /// The next job, with up to `stack - 1` more queued jobs of its model (taken out of the
+    /// queue in order; jobs of other models keep their places). Empty when nothing waits.
+    fn take_group(&mut self, stack: usize) -> Vec<Job> {
+        let Some(first) = self.jobs.pop_front() else {
+            return Vec::new();
+        };
+        let mut group = vec![first];
+        if stack > 1 {
+            let id = group[0].model.id();
+            let mut i = 0;
+            while group.len() < stack && i < self.jobs.len() {
+                if self.jobs[i].model.id() == id {
+                    group.extend(self.jobs.remove(i));
+                } else {
+                    i += 1;
+                }
+            }
+        }
+        group
+    }
+}
+
+/// Runs a group of jobs of one model: alone, as [`work`] always did; several, as one
+/// stacked batch. One result per job, in order.
+fn run_group(executor: &dyn Executor, shared: &Shared, group: &[Job]) -> Vec<JobResult> {
+    let record = |r: Result<Tensor, ExecutionError>| {
+        r.map_err(|e| e.to_string())
+            .and_then(|t| tensor_record(&t).map_err(|e| e.to_string()))
+    };
+    // A panicking executor fails its jobs, not the process (a panic in a rayon `spawn`
+    // would abort).
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match group {
+        [job] => {
+            // Alone on the pool (light load): the job's ops are offered to the idle
+            // workers (1-client latency ~3.5 -> ~3.0 ms on MiniLM, 2 cores). Else each job
+            // keeps to its worker: split, their pieces would wait on workers busy with
+            // their own jobs.
+            let spread = shared.lock().running <= 1;
+            vec![record(if spread {
                 executor.run_spread(&job.model, &job.input)
             } else {
                 executor.run(&job.model, &job.input)
-            }
-            .map_err(|e| e.to_string())
-            .and_then(|t| tensor_record(&t).map_err(|e| e.to_string()))
-        }))
-        .unwrap_or_else(|_| Err("the executor panicked".into()));
+            })]
+        }
+        _ => {
+            let inputs: Vec<&Tensor> = group.iter().map(|j| &j.input).collect();
+            let mut results: Vec<JobResult> = executor
+                .run_batch(&group[0].model, &inputs)
+                .into_iter()
+                .map(record)
+                .collect();
+            results.resize_with(group.len(), || {
+                Err("the executor returned fewer results than inputs".into())
+            });
+            results
+        }
+    }));
+    outcome.unwrap_or_else(|_| {
+        (0..group.len())
+            .map(|_| Err("the executor panicked".into()))
+            .collect()
+    })
+}
+
+/// Runs `job`, then every job queued meanwhile (in groups of one model, up to the pool's
+/// `stack`), on the calling worker.
+fn work(executor: &dyn Executor, shared: &Shared, done_tx: &mpsc::Sender<Completed>, job: Job) {
+    let mut group = vec![job];
+    loop {
+        let started = Instant::now();
+        let results = run_group(executor, shared, &group);
         let elapsed = started.elapsed();
-        // The storing thread runs until the pool's own sender and every worker's are gone:
-        // this cannot fail.
-        let _ = done_tx.send(Completed {
-            job,
-            result,
-            elapsed,
-        });
+        for (job, result) in group.drain(..).zip(results) {
+            // The storing thread runs until the pool's own sender and every worker's are
+            // gone: this cannot fail.
+            let _ = done_tx.send(Completed {
+                job,
+                result,
+                elapsed,
+            });
+        }
         let mut queue = shared.lock();
-        match queue.jobs.pop_front() {
-            Some(next) => job = next,
-            None => {
-                queue.running -= 1;
-                if queue.running == 0 {
-                    shared.idle.notify_all();
-                }
-                return;
+        group = queue.take_group(shared.stack);
+        if group.is_empty() {
+            queue.running -= 1;
+            if queue.running == 0 {
+                shared.idle.notify_all();
             }
+            return;
         }
     }
 }
 
 impl ExecutionPool {
     /// Starts the pool with `threads` worker threads (0: one per core), running up to
-    /// `max_batch` jobs at once, letting results gather for `store_gather` while others run.
+    /// `max_batch` jobs (or stacked groups) at once, a worker taking up to `stack` queued
+    /// jobs of one model as one stacked batch (0: the executor's
+    /// [`Executor::default_stack`]), letting results gather for `store_gather` while others
+    /// run.
     pub fn start(
         executor: Arc<dyn Executor>,
         threads: usize,
         max_batch: usize,
+        stack: usize,
         store_gather: Duration,
         mut sink: impl FnMut(Vec<Completed>) + Send + 'static,
     ) -> std::io::Result<Self> {
@@ -566,8 +638,14 @@ impl ExecutionPool {
             .build()
             .map_err(std::io::Error::other)?;
         let (done_tx, done_rx) = mpsc::channel::<Completed>();
+        let stack = if stack == 0 {
+            executor.default_stack()
+        } else {
+            stack
+        };
         let shared = Arc::new(Shared {
             max_batch: max_batch.max(1),
+            stack: stack.max(1),
             ..Shared::default()
         });
         let store_shared = shared.clone();

@@ -212,6 +212,7 @@ pub async fn start_node(
             executor.clone(),
             config.exec.threads,
             config.exec.max_batch,
+            config.exec.stack,
             config.exec.store_gather,
             move |done| store_results(&db, &metrics, &executed, done),
         )

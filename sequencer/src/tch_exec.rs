@@ -158,10 +158,39 @@ impl Executor for TchExecutor {
     }
 
     fn run(&self, model: &Model, input: &Tensor) -> Result<Tensor, ExecutionError> {
+        self.with_model(model, |m| m.run(input))
+    }
+
+    /// 32 on CUDA (a step's launch costs more than its work at batch 1; 32 MiniLM inputs
+    /// fit any GPU's memory many times over), 8 on the CPU (bigger libtorch calls, and
+    /// MiniLM throughput about doubled at 64 on 2 cores: `make bench-tch`).
+    fn default_stack(&self) -> usize {
+        if self.is_cuda() { 32 } else { 8 }
+    }
+
+    fn run_batch(&self, model: &Model, inputs: &[&Tensor]) -> Vec<Result<Tensor, ExecutionError>> {
+        let owned: Vec<Tensor> = inputs.iter().map(|&t| t.clone()).collect();
+        match self.with_model(model, |m| m.run_batch(&owned)) {
+            Ok(outputs) => outputs.into_iter().map(Ok).collect(),
+            // One bad input fails the whole stacked run: each input runs alone instead, so
+            // the error lands on that input only.
+            Err(_) => inputs.iter().map(|i| self.run(model, i)).collect(),
+        }
+    }
+}
+
+impl TchExecutor {
+    /// Runs `f` on this thread's copy of `model`; a libtorch panic drops the copy (the next
+    /// run rebuilds it) and becomes an error.
+    fn with_model<T>(
+        &self,
+        model: &Model,
+        f: impl FnOnce(&TchModel) -> Result<T, tch_backend::Error>,
+    ) -> Result<T, ExecutionError> {
         let slot = self.slot(model)?;
         let outcome = catch_unwind(AssertUnwindSafe(|| {
             let m = slot.lock().unwrap_or_else(PoisonError::into_inner);
-            m.run(input)
+            f(&m)
         }));
         match outcome {
             Ok(r) => r.map_err(error),

@@ -10,13 +10,14 @@
 
 mod common;
 
+use inference::model::Model;
 use inference::tch_backend;
 use inference::tensor::Tensor;
 use sequencer::backend::{Backend, DeviceChoice, TchExecutor, make_executor};
 use sequencer::db::tables::TensorRecord;
 use sequencer::execution::{
-    Completed, CpuExecutor, ExecutionPool, Executor, Job, ModelInput, ModelRegistry, PreparedInput,
-    tensor_record,
+    Completed, CpuExecutor, ExecutionError, ExecutionPool, Executor, Job, ModelInput,
+    ModelRegistry, PreparedInput, tensor_record,
 };
 use std::collections::BTreeMap;
 use std::sync::{Arc, mpsc};
@@ -90,9 +91,21 @@ fn cpu_record(p: &PreparedInput) -> TensorRecord {
     tensor_record(&CpuExecutor.run(&p.bucket, &p.tensor).unwrap()).unwrap()
 }
 
-/// `executor` and the CPU engine agree on a few sentences of every bucket.
+/// `executor` and the CPU engine agree on a few sentences of every bucket, one at a time
+/// and as one stacked batch per bucket.
 fn check_direct(executor: &dyn Executor, registry: &ModelRegistry) {
     for (seq_len, reqs) in requests(registry, 3) {
+        let inputs: Vec<&Tensor> = reqs.iter().map(|p| &p.tensor).collect();
+        let batched = executor.run_batch(&reqs[0].bucket, &inputs);
+        assert_eq!(batched.len(), reqs.len(), "seq{seq_len}");
+        for (p, got) in reqs.iter().zip(batched) {
+            let got = got.unwrap_or_else(|e| panic!("seq{seq_len} batched: {e}"));
+            assert_eq!(
+                tensor_record(&got).unwrap(),
+                cpu_record(p),
+                "seq{seq_len} batched"
+            );
+        }
         for p in reqs {
             let expected = cpu_record(&p);
             let got = executor
@@ -110,16 +123,48 @@ fn check_direct(executor: &dyn Executor, registry: &ModelRegistry) {
     }
 }
 
+/// An executor passing everything to another, noting the largest stacked batch it ran.
+struct Watched {
+    inner: Arc<dyn Executor>,
+    largest: std::sync::atomic::AtomicUsize,
+}
+
+impl Executor for Watched {
+    fn backend(&self) -> &'static str {
+        self.inner.backend()
+    }
+    fn run(&self, model: &Model, input: &Tensor) -> Result<Tensor, ExecutionError> {
+        self.inner.run(model, input)
+    }
+    fn run_spread(&self, model: &Model, input: &Tensor) -> Result<Tensor, ExecutionError> {
+        self.inner.run_spread(model, input)
+    }
+    fn default_stack(&self) -> usize {
+        self.inner.default_stack()
+    }
+    fn run_batch(&self, model: &Model, inputs: &[&Tensor]) -> Vec<Result<Tensor, ExecutionError>> {
+        self.largest
+            .fetch_max(inputs.len(), std::sync::atomic::Ordering::SeqCst);
+        self.inner.run_batch(model, inputs)
+    }
+}
+
 /// The requests of every bucket through an `ExecutionPool` of `threads` workers on
-/// `executor`: every job completes with the CPU engine's output.
+/// `executor`: every job completes with the CPU engine's output, and queued jobs of one
+/// bucket ran as stacked batches.
 fn check_pool(executor: Arc<dyn Executor>, registry: &ModelRegistry, threads: usize) {
+    let executor = Arc::new(Watched {
+        inner: executor,
+        largest: Default::default(),
+    });
     let reqs: Vec<PreparedInput> = requests(registry, 4).into_values().flatten().collect();
     let expected: Vec<TensorRecord> = reqs.iter().map(cpu_record).collect();
     let (tx, rx) = mpsc::channel::<Completed>();
     let mut pool = ExecutionPool::start(
-        executor,
+        executor.clone(),
         threads,
         4,
+        0,
         Duration::from_millis(10),
         move |done| {
             for c in done {
@@ -155,6 +200,9 @@ fn check_pool(executor: Arc<dyn Executor>, registry: &ModelRegistry, threads: us
     }
     pool.shutdown();
     assert_eq!(pool.depth(), 0);
+    // 4 jobs run at once and the rest queue: workers take queued jobs of a bucket together.
+    let largest = executor.largest.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(largest > 1, "no stacked batch ran (largest {largest})");
 }
 
 /// A wrong input is the executor's error (naming the backend), and the executor still
@@ -175,6 +223,14 @@ fn check_bad_input(executor: &dyn Executor, registry: &ModelRegistry) {
         .remove(0);
     let got = tensor_record(&executor.run(&p.bucket, &p.tensor).unwrap()).unwrap();
     assert_eq!(got, cpu_record(&p));
+    // In a batch, the wrong input fails alone; the others get their outputs.
+    let results = executor.run_batch(&p.bucket, &[&p.tensor, &wrong, &p.tensor]);
+    assert_eq!(results.len(), 3);
+    assert!(results[1].is_err(), "the wrong input of a batch is refused");
+    for r in [&results[0], &results[2]] {
+        let got = tensor_record(r.as_ref().expect("a good input of a batch")).unwrap();
+        assert_eq!(got, cpu_record(&p));
+    }
 }
 
 #[test]
@@ -190,6 +246,7 @@ fn make_executor_tch_matches_the_cpu_engine() {
 fn execution_pool_on_tch_matches_the_cpu_engine() {
     let Some(registry) = load() else { return };
     let executor = Arc::new(TchExecutor::new(DeviceChoice::Cpu, 3).unwrap());
+    assert_eq!(executor.default_stack(), 8);
     check_pool(executor.clone(), &registry, 3);
     let buckets = registry.families()[0].buckets.len();
     let copies = executor.cached_models();

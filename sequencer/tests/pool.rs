@@ -1,0 +1,139 @@
+//! The execution pool's stacked groups, on the real CPU engine and the demo model: while a
+//! worker is busy, queued jobs of one model are taken together (up to the pool's stack, in
+//! their order, jobs of another model keeping their places), and every job's output is the
+//! engine's output for its own input.
+
+use inference::demo;
+use inference::merkle::H256;
+use inference::model::Model;
+use inference::tensor::{Tensor, TensorData};
+use sequencer::execution::{
+    Completed, CpuExecutor, ExecutionError, ExecutionPool, Executor, Job, tensor_record,
+};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
+
+/// The CPU engine, recording each group it is given (model id and size) and
+/// holding its first run until the test lets it go, so that jobs queue up behind it.
+struct Recording {
+    inner: CpuExecutor,
+    groups: Mutex<Vec<(H256, usize)>>,
+    gate: Mutex<Option<mpsc::Receiver<()>>>,
+}
+
+impl Recording {
+    fn wait_at_gate(&self) {
+        let gate = self.gate.lock().unwrap().take();
+        if let Some(rx) = gate {
+            rx.recv_timeout(Duration::from_secs(60))
+                .expect("the test opens the gate");
+        }
+    }
+}
+
+impl Executor for Recording {
+    fn backend(&self) -> &'static str {
+        "cpu"
+    }
+
+    fn run(&self, model: &Model, input: &Tensor) -> Result<Tensor, ExecutionError> {
+        self.wait_at_gate();
+        self.groups.lock().unwrap().push((model.id(), 1));
+        self.inner.run(model, input)
+    }
+
+    fn default_stack(&self) -> usize {
+        4
+    }
+
+    fn run_batch(&self, model: &Model, inputs: &[&Tensor]) -> Vec<Result<Tensor, ExecutionError>> {
+        self.groups.lock().unwrap().push((model.id(), inputs.len()));
+        inputs.iter().map(|i| self.inner.run(model, i)).collect()
+    }
+}
+
+/// The demo model with one weight element changed: another model id, same program.
+fn other_model(model: &Model) -> Model {
+    let mut tensors = model.weights().tensors().to_vec();
+    match tensors[0].data_mut() {
+        TensorData::I8(v) => v[0] = v[0].wrapping_add(1),
+        TensorData::I16(v) => v[0] = v[0].wrapping_add(1),
+        TensorData::I32(v) => v[0] = v[0].wrapping_add(1),
+    }
+    let named = model
+        .manifest()
+        .weight_names
+        .iter()
+        .cloned()
+        .zip(tensors)
+        .collect();
+    Model::new(
+        "demo-other",
+        model.program().clone(),
+        named,
+        BTreeMap::new(),
+    )
+    .unwrap()
+}
+
+#[test]
+fn queued_jobs_of_one_model_run_as_stacked_groups_in_order() {
+    let a = Arc::new(demo::model().unwrap());
+    let b = Arc::new(other_model(&a));
+    assert_ne!(a.id(), b.id());
+    let (open, gate) = mpsc::channel();
+    let executor = Arc::new(Recording {
+        inner: CpuExecutor,
+        groups: Mutex::new(Vec::new()),
+        gate: Mutex::new(Some(gate)),
+    });
+    let (tx, rx) = mpsc::channel::<Completed>();
+    // One worker, one job (or group) at a time, the executor's stack (4).
+    let mut pool = ExecutionPool::start(executor.clone(), 1, 1, 0, Duration::ZERO, move |done| {
+        for c in done {
+            let _ = tx.send(c);
+        }
+    })
+    .unwrap();
+    // Job 0 (model a) starts and waits at the gate; jobs 1..=11 queue: a, a, b, a, ...
+    let texts: Vec<String> = (0..12).map(|i| format!("sentence number {i}")).collect();
+    let model_of = |i: usize| if i % 3 == 2 { b.clone() } else { a.clone() };
+    for (i, text) in texts.iter().enumerate() {
+        pool.submit(Job {
+            id: i as u64,
+            model: model_of(i),
+            input: demo::input(&demo::tokens(text)).unwrap(),
+            done: None,
+            request: None,
+        })
+        .unwrap();
+    }
+    open.send(()).unwrap();
+    let mut order = Vec::new();
+    for _ in 0..texts.len() {
+        let c = rx.recv_timeout(Duration::from_secs(60)).unwrap();
+        let i = c.job.id as usize;
+        let m = model_of(i);
+        let expected = inference::trace::run(m.program(), m.weights(), &c.job.input).unwrap();
+        assert_eq!(
+            c.result.unwrap(),
+            tensor_record(&expected).unwrap(),
+            "job {i}: its own output"
+        );
+        order.push(i);
+    }
+    pool.shutdown();
+
+    let groups = executor.groups.lock().unwrap().clone();
+    let sizes: Vec<(bool, usize)> = groups.iter().map(|(id, n)| (*id == a.id(), *n)).collect();
+    // Job 0 alone; then, from the queue 1 2 3 ... 11 (b: 2 5 8 11, a: the others), four of
+    // the front job's model at a time: a 1 3 4 6, b 2 5 8 11, a 7 9 10.
+    assert_eq!(
+        sizes,
+        vec![(true, 1), (true, 4), (false, 4), (true, 3)],
+        "groups (model a?, size)"
+    );
+    // Stored in the order they ran: each model's jobs in their submission order.
+    assert_eq!(order, vec![0, 1, 3, 4, 6, 2, 5, 8, 11, 7, 9, 10]);
+}
