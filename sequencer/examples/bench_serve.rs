@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo run --release -p sequencer --example bench_serve -- [--backend rust|tch] [--pairs 5]
-//!     [--seconds 8] [--clients 16] [--threads 2] [--max-batch 8] [--store-gather-ms N]
+//!     [--seconds 8] [--clients 16] [--threads 2] [--max-batch 8] [--stack N] [--store-gather-ms N]
 //!     [--no-chain]
 //! ```
 //!
@@ -73,6 +73,11 @@ struct Args {
     /// Requests run together (`--exec.max-batch`, and inference alone's batch).
     #[arg(long, default_value_t = 8)]
     max_batch: usize,
+    /// Queued requests of one model run as one stacked batch (`--exec.stack`, and inference
+    /// alone's: each of its jobs takes this many sentences at a time, one `run_batch` per
+    /// bucket among them); 0: the backend's default (1 for rust, 8 for tch on the CPU).
+    #[arg(long, default_value_t = 0)]
+    stack: usize,
     /// How long finished results may wait to be stored together, in milliseconds
     /// (`--exec.store-gather`; default: the sequencer's).
     #[arg(long)]
@@ -208,13 +213,17 @@ impl Run {
 
 /// A: `max_batch` jobs at a time on `pool` for `seconds`, each preparing and running one
 /// sentence after another with no barrier between them (as the worker pool keeps
-/// `max_batch` requests running).
+/// `max_batch` requests running); with `stack` above 1, each job takes that many sentences
+/// at a time and runs each bucket's share of them as one stacked batch (as a worker of the
+/// pool takes queued requests of one model together).
+#[allow(clippy::too_many_arguments)]
 fn run_alone(
     pool: &rayon::ThreadPool,
     executor: &dyn Executor,
     registry: &ModelRegistry,
     lines: &[String],
     max_batch: usize,
+    stack: usize,
     seconds: f64,
     ticks: f64,
 ) -> Result<Run, Error> {
@@ -222,21 +231,20 @@ fn run_alone(
     let started = Instant::now();
     let deadline = started + Duration::from_secs_f64(seconds);
     let (requests, errors, next) = (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0));
+    let stack = stack.max(1);
     pool.install(|| {
         rayon::scope(|s| {
             for _ in 0..max_batch {
                 s.spawn(|_| {
                     while Instant::now() < deadline {
-                        let k = next.fetch_add(1, Ordering::Relaxed) as usize;
-                        let line = &lines[k % lines.len()];
-                        let ok = registry
-                            .prepare("minilm", ModelInput::Text(line.clone()), 1 << 20)
-                            .is_ok_and(|p| executor.run(&p.bucket, &p.tensor).is_ok());
-                        if ok {
-                            requests.fetch_add(1, Ordering::Relaxed);
-                        } else {
-                            errors.fetch_add(1, Ordering::Relaxed);
-                        }
+                        let k = next.fetch_add(stack as u64, Ordering::Relaxed) as usize;
+                        let (ok, failed) = run_sentences(
+                            executor,
+                            registry,
+                            (k..k + stack).map(|i| &lines[i % lines.len()]),
+                        );
+                        requests.fetch_add(ok, Ordering::Relaxed);
+                        errors.fetch_add(failed, Ordering::Relaxed);
                     }
                 });
             }
@@ -252,6 +260,42 @@ fn run_alone(
         client_cpu_seconds: 0.0,
         role_cpu_seconds: [0.0; 4],
     })
+}
+
+/// Prepares `sentences` and runs them, one `run` for a single one, else one `run_batch` per
+/// bucket among them; (succeeded, failed).
+fn run_sentences<'a>(
+    executor: &dyn Executor,
+    registry: &ModelRegistry,
+    sentences: impl Iterator<Item = &'a String>,
+) -> (u64, u64) {
+    let mut failed = 0;
+    let mut by_bucket: Vec<(Arc<inference::model::Model>, Vec<inference::tensor::Tensor>)> =
+        Vec::new();
+    for line in sentences {
+        match registry.prepare("minilm", ModelInput::Text(line.clone()), 1 << 20) {
+            Ok(p) => match by_bucket.iter_mut().find(|(m, _)| m.id() == p.bucket.id()) {
+                Some((_, inputs)) => inputs.push(p.tensor),
+                None => by_bucket.push((p.bucket.clone(), vec![p.tensor])),
+            },
+            Err(_) => failed += 1,
+        }
+    }
+    let mut ok = 0;
+    for (model, inputs) in &by_bucket {
+        let results = match inputs.as_slice() {
+            [one] => vec![executor.run(model, one)],
+            _ => executor.run_batch(model, &inputs.iter().collect::<Vec<_>>()),
+        };
+        for r in results {
+            if r.is_ok() {
+                ok += 1;
+            } else {
+                failed += 1;
+            }
+        }
+    }
+    (ok, failed)
 }
 
 /// A load generator's HTTP/1.1 client on one kept-alive connection: each request is
@@ -491,6 +535,12 @@ fn main() -> Result<(), Error> {
     // Each side gets its own executor (a libtorch executor keeps one model copy per
     // worker thread), built the same way.
     let alone = make_executor(args.backend, args.threads)?;
+    // The same stack on both sides (the pool resolves 0 the same way).
+    let stack = if args.stack == 0 {
+        alone.default_stack()
+    } else {
+        args.stack
+    };
     let serving = make_executor(args.backend, args.threads)?;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(args.threads)
@@ -504,6 +554,7 @@ fn main() -> Result<(), Error> {
     config.model.dirs = vec![args.model.clone()];
     config.exec.threads = args.threads;
     config.exec.max_batch = args.max_batch;
+    config.exec.stack = args.stack;
     config.batch.max_size = args.batch_size;
     if let Some(ms) = args.store_gather_ms {
         config.exec.store_gather = Duration::from_millis(ms);
@@ -534,6 +585,7 @@ fn main() -> Result<(), Error> {
         &registry,
         &lines,
         args.max_batch,
+        stack,
         2.0,
         ticks,
     )?;
@@ -578,6 +630,7 @@ fn main() -> Result<(), Error> {
                 &registry,
                 &lines,
                 args.max_batch,
+                stack,
                 args.seconds,
                 ticks,
             )?
@@ -634,7 +687,7 @@ fn main() -> Result<(), Error> {
         json!({
             "summary": true,
             "backend": args.backend.to_string(),
-            "threads": args.threads, "clients": args.clients, "max_batch": args.max_batch,
+            "threads": args.threads, "clients": args.clients, "max_batch": args.max_batch, "stack": stack,
             "http_threads": config_threads,
             "pairs": args.pairs, "seconds_per_run": args.seconds,
             "inference_alone_rps_median": round3(a_rps),
