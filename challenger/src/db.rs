@@ -41,7 +41,13 @@ table!(
 
 /// The schema version this build writes; a database of another version is refused. A
 /// database without one (written before versions were recorded) has version 1's layout.
-pub const SCHEMA_VERSION: u64 = 1;
+/// Version 2: hashes are stored as their 32 bytes instead of 66 characters of hex; a
+/// version 1 database reads as it is (each hash decodes from either form) and becomes
+/// version 2 when opened.
+pub const SCHEMA_VERSION: u64 = 2;
+
+/// The oldest schema version this build reads.
+pub const READABLE_FROM: u64 = 1;
 
 /// The database could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -120,7 +126,7 @@ impl ChallengerDb {
     /// Opens (creating if needed) the database at `path`, checking its schema version.
     pub fn open(path: &Path) -> Result<Self, OpenError> {
         let db = Database::open::<ChallengerTables>(path)?;
-        if let Some(found) = db.check_schema_version::<Meta>(SCHEMA_VERSION)? {
+        if let Some(found) = db.check_schema_version::<Meta>(SCHEMA_VERSION, READABLE_FROM)? {
             let expected = SCHEMA_VERSION;
             return Err(OpenError::SchemaVersion { found, expected });
         }
@@ -183,7 +189,7 @@ mod tests {
     }
 
     #[test]
-    fn the_schema_version_is_recorded_and_another_one_is_refused() {
+    fn the_schema_version_is_recorded_an_older_one_upgraded_and_a_newer_one_refused() {
         let dir = tempfile::tempdir().unwrap();
         {
             let db = ChallengerDb::open(dir.path()).unwrap();
@@ -198,6 +204,17 @@ mod tests {
                 Some(42),
                 "an unversioned database opens as is"
             );
+            let version = db
+                .db
+                .view(|tx| tx.get::<Meta>(&"schema_version".to_string()));
+            assert_eq!(version.unwrap(), Some(SCHEMA_VERSION));
+            // An older version this build reads (hashes stored as hex) opens as it is and
+            // becomes this version.
+            set_version(&db, Some(READABLE_FROM));
+        }
+        {
+            let db = ChallengerDb::open(dir.path()).unwrap();
+            assert_eq!(db.cursor().unwrap(), Some(42));
             let version = db
                 .db
                 .view(|tx| tx.get::<Meta>(&"schema_version".to_string()));

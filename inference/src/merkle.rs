@@ -139,16 +139,58 @@ impl FromStr for H256 {
     }
 }
 
+/// In human-readable formats (JSON, TOML) a `0x`-prefixed hex string; in binary ones (the
+/// databases' postcard) the 32 bytes themselves.
 impl Serialize for H256 {
     fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
+        if serializer.is_human_readable() {
+            serializer.collect_str(self)
+        } else {
+            serializer.serialize_bytes(&self.0)
+        }
     }
 }
 
+/// Reads what [`Serialize`] writes. A binary format also reads the hex string that earlier
+/// builds wrote there (postcard encodes a string and bytes alike, a length and then the
+/// bytes: 32 of them are the hash, 66 its `0x` hex), so stored records of either kind read.
 impl<'de> Deserialize<'de> for H256 {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
-        let s = std::borrow::Cow::<'de, str>::deserialize(deserializer)?;
-        s.parse().map_err(serde::de::Error::custom)
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = H256;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a 32-byte hash, as 32 bytes or 0x-prefixed hex")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> std::result::Result<H256, E> {
+                s.parse().map_err(E::custom)
+            }
+            fn visit_bytes<E: serde::de::Error>(self, b: &[u8]) -> std::result::Result<H256, E> {
+                match <[u8; 32]>::try_from(b) {
+                    Ok(raw) => Ok(H256(raw)),
+                    Err(_) => std::str::from_utf8(b)
+                        .map_err(|_| E::invalid_length(b.len(), &self))
+                        .and_then(|s| self.visit_str(s)),
+                }
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> std::result::Result<H256, A::Error> {
+                let mut raw = [0u8; 32];
+                for (i, b) in raw.iter_mut().enumerate() {
+                    *b = seq
+                        .next_element()?
+                        .ok_or_else(|| serde::de::Error::invalid_length(i, &self))?;
+                }
+                Ok(H256(raw))
+            }
+        }
+        if deserializer.is_human_readable() {
+            deserializer.deserialize_str(Visitor)
+        } else {
+            deserializer.deserialize_bytes(Visitor)
+        }
     }
 }
 

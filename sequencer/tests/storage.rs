@@ -311,20 +311,46 @@ fn requests_move_through_execution_batching_and_posting() {
 }
 
 #[test]
-fn a_database_of_another_schema_version_is_refused() {
+fn an_older_readable_version_is_upgraded_and_others_are_refused() {
     let dir = tempfile::tempdir().unwrap();
+    let set_version = |db: &SequencerDb, v: u64| {
+        let tx = db.tx_mut().unwrap();
+        tx.put::<Meta>(&"schema_version".to_string(), &v).unwrap();
+        tx.commit().unwrap();
+    };
+    let version = |db: &SequencerDb| {
+        let tx = db.tx().unwrap();
+        tx.get::<Meta>(&"schema_version".to_string()).unwrap()
+    };
     {
         let db = SequencerDb::open(dir.path()).unwrap();
-        let tx = db.tx_mut().unwrap();
-        let found = tx.get::<Meta>(&"schema_version".to_string()).unwrap();
-        assert_eq!(found, Some(SCHEMA_VERSION), "recorded when created");
-        tx.put::<Meta>(&"schema_version".to_string(), &(SCHEMA_VERSION - 1))
-            .unwrap();
-        tx.commit().unwrap();
+        assert_eq!(version(&db), Some(SCHEMA_VERSION), "recorded when created");
+        set_version(&db, READABLE_FROM);
+    }
+    {
+        let db = SequencerDb::open(dir.path()).expect("an older readable version opens");
+        assert_eq!(
+            version(&db),
+            Some(SCHEMA_VERSION),
+            "and becomes this version"
+        );
+        set_version(&db, READABLE_FROM - 1);
     }
     match SequencerDb::open(dir.path()) {
         Err(sequencer::db::DbError::SchemaVersion { found, expected }) => {
-            assert_eq!((found, expected), (SCHEMA_VERSION - 1, SCHEMA_VERSION));
+            assert_eq!((found, expected), (READABLE_FROM - 1, SCHEMA_VERSION));
+        }
+        other => panic!("expected a schema version error, got {other:?}"),
+    }
+    // A newer version than this build's is refused too.
+    {
+        let raw = Database::open::<SequencerTables>(dir.path()).unwrap();
+        raw.update(|tx| tx.put::<Meta>(&"schema_version".to_string(), &(SCHEMA_VERSION + 1)))
+            .unwrap();
+    }
+    match SequencerDb::open(dir.path()) {
+        Err(sequencer::db::DbError::SchemaVersion { found, .. }) => {
+            assert_eq!(found, SCHEMA_VERSION + 1);
         }
         other => panic!("expected a schema version error, got {other:?}"),
     }

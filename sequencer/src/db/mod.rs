@@ -128,7 +128,7 @@ impl SequencerDb {
     /// Opens (creating if needed) the database at `path`, checking its schema version.
     pub fn open(path: &Path) -> Result<Self> {
         let db = Database::open::<SequencerTables>(path)?;
-        if let Some(found) = db.check_schema_version::<Meta>(SCHEMA_VERSION)? {
+        if let Some(found) = db.check_schema_version::<Meta>(SCHEMA_VERSION, READABLE_FROM)? {
             let expected = SCHEMA_VERSION;
             return Err(DbError::SchemaVersion { found, expected });
         }

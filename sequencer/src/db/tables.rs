@@ -9,8 +9,13 @@ use serde::{Deserialize, Serialize};
 /// The schema version this build writes; a database of another version is refused.
 ///
 /// Version 2: requests carry their claim id (`request_id`) and origin (`on_chain`); the
-/// `RequestIds` index.
-pub const SCHEMA_VERSION: u64 = 2;
+/// `RequestIds` index. Version 3: hashes are stored as their 32 bytes instead of 66
+/// characters of hex; a version 2 database reads as it is (each hash decodes from either
+/// form) and becomes version 3 when opened.
+pub const SCHEMA_VERSION: u64 = 3;
+
+/// The oldest schema version this build reads.
+pub const READABLE_FROM: u64 = 2;
 
 /// Byte vectors as serde bytes rather than a sequence of `u8`: postcard writes both the same
 /// way (the length, then the bytes), so stored records read unchanged, but a record is
@@ -403,5 +408,52 @@ mod tests {
             nonce: 7,
         };
         assert_eq!(SignedTx::decompress(&tx.compress().unwrap()).unwrap(), tx);
+    }
+
+    /// [`TensorRecord`] as schema version 2 wrote it: the hash as its hex string.
+    #[derive(Serialize)]
+    struct TensorRecordHexHash {
+        dtype: DType,
+        shape: Vec<u32>,
+        #[serde(with = "bytes")]
+        data: Vec<u8>,
+        hash: String,
+    }
+
+    #[test]
+    fn hashes_are_stored_as_32_bytes_and_hex_ones_still_read() {
+        let hash = H256(std::array::from_fn(|i| (i * 37 + 1) as u8));
+        let record = TensorRecord {
+            dtype: DType::I8,
+            shape: vec![2],
+            data: vec![1, 2],
+            hash,
+        };
+        let bytes = record.compress().unwrap();
+        let old = TensorRecordHexHash {
+            dtype: DType::I8,
+            shape: vec![2],
+            data: vec![1, 2],
+            hash: hash.to_string(),
+        }
+        .compress()
+        .unwrap();
+        // A length byte and 32 bytes instead of a length byte and 66 characters.
+        assert_eq!(old.len() - bytes.len(), 34);
+        assert!(bytes.ends_with(&hash.0));
+        assert_eq!(TensorRecord::decompress(&bytes).unwrap(), record);
+        assert_eq!(TensorRecord::decompress(&old).unwrap(), record, "v2 bytes");
+        // Neither 32 bytes nor hex: a clear error, not a wrong hash.
+        let mut bad = old.clone();
+        let at = bad.len() - 66;
+        bad[at + 5] = b'z';
+        assert!(TensorRecord::decompress(&bad).is_err());
+        // JSON keeps the hex string.
+        let json = serde_json::to_value(&record).unwrap();
+        assert_eq!(json["hash"], hash.to_string());
+        assert_eq!(
+            serde_json::from_value::<TensorRecord>(json).unwrap(),
+            record
+        );
     }
 }

@@ -216,20 +216,30 @@ impl Database {
 
     /// Checks the schema version recorded under `schema_version` in table `T` against
     /// `version`, recording `version` if none is (a new database, or one from before
-    /// versions were recorded). Returns the other version found, if it differs: the caller
-    /// refuses a database it cannot read. Reads only, once recorded.
+    /// versions were recorded) or if the one recorded is in `readable_from..version` (an
+    /// older layout this build reads as it is: from then on the database is this version,
+    /// which the builds before refuse). Returns the other version found if this build
+    /// cannot read it: the caller refuses the database. Reads only, once recorded.
     pub fn check_schema_version<T: Table<Key = String, Value = u64>>(
         &self,
         version: u64,
+        readable_from: u64,
     ) -> Result<Option<u64>> {
         let key = "schema_version".to_string();
-        let found = match self.view(|tx| tx.get::<T>(&key))? {
-            Some(found) => found,
-            None => self.update(|tx| match tx.get::<T>(&key)? {
-                Some(found) => Ok(found),
+        let found = self.view(|tx| tx.get::<T>(&key))?;
+        if found == Some(version) {
+            return Ok(None);
+        }
+        let found = self.update(|tx| {
+            let found = tx.get::<T>(&key)?;
+            match found {
                 None => tx.put::<T>(&key, &version).map(|()| version),
-            })?,
-        };
+                Some(f) if (readable_from..version).contains(&f) => {
+                    tx.put::<T>(&key, &version).map(|()| version)
+                }
+                Some(f) => Ok(f),
+            }
+        })?;
         Ok((found != version).then_some(found))
     }
 
