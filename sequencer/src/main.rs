@@ -143,14 +143,9 @@ fn db_stats(args: DbPathArgs) -> Result<()> {
     print_out(&serde_json::to_string_pretty(&report)?)
 }
 
-/// Prints `text` and a newline on stdout. A reader that went away (`sequencer db stats |
-/// head`) ends the output quietly rather than with a panic.
+/// Prints `text` and a newline on stdout ([`sequencer::print_out`]: quiet on a closed pipe).
 fn print_out(text: &str) -> Result<()> {
-    use std::io::Write;
-    match writeln!(std::io::stdout().lock(), "{text}") {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        r => Ok(r.wrap_err("writing to stdout")?),
-    }
+    sequencer::print_out(text).wrap_err("writing to stdout")
 }
 
 fn main() -> Result<()> {
