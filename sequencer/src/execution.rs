@@ -455,7 +455,7 @@ pub struct Completed {
     pub job: Job,
     /// Its output, or why it failed.
     pub result: JobResult,
-    /// How long the program ran.
+    /// How long the program ran (for a job run in a stacked batch, the whole batch).
     pub elapsed: Duration,
 }
 
