@@ -600,15 +600,21 @@ impl TchModel {
         // operand without one would take the batch axis for it.
         let has_rows = node.output.shape.len() >= 2;
         match &node.op {
-            // Row-wise and elementwise: the batch axis is one more leading axis.
+            // Row-wise and elementwise: the batch axis is one more leading axis (`add` and
+            // `mul` take operands of one shape: a slot is batched like the other, a weight
+            // broadcasts).
             Op::Add { .. }
             | Op::Mul { .. }
             | Op::Requantize { .. }
-            | Op::LayerNorm { .. }
-            | Op::RmsNorm { .. }
             | Op::Argmax
             | Op::SoftmaxNorm { .. }
                 if !is_weight(0) =>
+            {
+                self.torch_op_out(index, x, &out)
+            }
+            // The per-column gamma and beta must be the same for every input.
+            Op::LayerNorm { .. } | Op::RmsNorm { .. }
+                if !is_weight(0) && (1..x.len()).all(is_weight) =>
             {
                 self.torch_op_out(index, x, &out)
             }
