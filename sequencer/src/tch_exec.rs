@@ -169,8 +169,7 @@ impl Executor for TchExecutor {
     }
 
     fn run_batch(&self, model: &Model, inputs: &[&Tensor]) -> Vec<Result<Tensor, ExecutionError>> {
-        let owned: Vec<Tensor> = inputs.iter().map(|&t| t.clone()).collect();
-        match self.with_model(model, |m| m.run_batch(&owned)) {
+        match self.with_model(model, |m| m.run_batch(inputs)) {
             Ok(outputs) => outputs.into_iter().map(Ok).collect(),
             // One bad input fails the whole stacked run: each input runs alone instead, so
             // the error lands on that input only.

@@ -381,21 +381,23 @@ impl TchModel {
     /// whose first axis groups rows (`batch_matmul`, masks, `mean_pool`) with the batch
     /// axis merged into it; an op whose table or weight-like operand is itself computed
     /// (not a weight) runs once per input.
-    pub fn run_batch(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
+    pub fn run_batch<T: std::borrow::Borrow<Tensor>>(&self, inputs: &[T]) -> Result<Vec<Tensor>> {
         for input in inputs {
-            self.check_input(input)?;
+            self.check_input(input.borrow())?;
         }
         match inputs {
             [] => return Ok(Vec::new()),
-            [one] => return Ok(vec![self.run(one)?]),
+            [one] => return Ok(vec![self.run(one.borrow())?]),
             _ => {}
         }
-        let stacked = inputs
+        // Stacked on the host and uploaded once; the outputs come back in one copy too.
+        let host = inputs
             .iter()
-            .map(|t| to_device(t, self.device))
+            .map(|t| to_device(t.borrow(), Device::Cpu))
             .collect::<Result<Vec<_>>>()?;
+        let stacked = tch::Tensor::f_stack(&host, 0)?.f_to(self.device)?;
         let b = inputs.len() as i64;
-        let y = self.run_slots(tch::Tensor::f_stack(&stacked, 0)?, Some(b))?;
+        let y = self.run_slots(stacked, Some(b))?.f_to(Device::Cpu)?;
         let ty = self.output_type()?;
         (0..b)
             .map(|r| from_device(&y.f_select(0, r)?, ty))
