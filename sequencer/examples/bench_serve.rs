@@ -70,7 +70,8 @@ struct Args {
     /// cores, at least one).
     #[arg(long, default_value_t = 0)]
     http_threads: usize,
-    /// Requests run together (`--exec.max-batch`, and inference alone's batch).
+    /// Requests run at once (`--exec.max-batch`, at most one a thread; and inference alone's
+    /// jobs, of which as many run as there are threads).
     #[arg(long, default_value_t = 8)]
     max_batch: usize,
     /// Queued requests of one model run as one stacked batch (`--exec.stack`, and inference

@@ -205,7 +205,7 @@ impl Default for ModelConfig {
 pub struct ExecConfig {
     /// Worker threads (0: one per core).
     pub threads: usize,
-    /// Requests run together.
+    /// Requests (or stacked groups) run at once, at most one a worker thread.
     pub max_batch: usize,
     /// Most queued requests of one model a worker runs as one stacked batch (0: the
     /// backend's default).
@@ -461,7 +461,7 @@ pub struct ExecArgs {
     )]
     pub threads: Option<usize>,
     /// Requests run together.
-    #[arg(long = "exec.max-batch", env = "SEQUENCER_EXEC_MAX_BATCH", value_name = "N", help = format!("Queued requests the worker pool runs together [default: {DEFAULT_EXEC_MAX_BATCH}]"))]
+    #[arg(long = "exec.max-batch", env = "SEQUENCER_EXEC_MAX_BATCH", value_name = "N", help = format!("Requests (or stacked groups) the worker pool runs at once, at most one a worker thread [default: {DEFAULT_EXEC_MAX_BATCH}]"))]
     pub max_batch: Option<usize>,
     /// Queued requests of one model run as one stacked batch.
     #[arg(

@@ -513,6 +513,9 @@ struct Shared {
     idle: std::sync::Condvar,
     /// Jobs queued, running, or finished but not stored yet.
     depth: AtomicUsize,
+    /// Most jobs (or stacked groups) running at once: `max_batch`, and never more than the
+    /// pool has threads (a job handed to a busy pool would wait in rayon's queue, alone,
+    /// where no worker can stack it with others of its model).
     max_batch: usize,
     /// Most queued jobs of one model a worker takes as one stacked batch.
     stack: usize,
@@ -620,8 +623,8 @@ fn work(executor: &dyn Executor, shared: &Shared, done_tx: &mpsc::Sender<Complet
 
 impl ExecutionPool {
     /// Starts the pool with `threads` worker threads (0: one per core), running up to
-    /// `max_batch` jobs (or stacked groups) at once, a worker taking up to `stack` queued
-    /// jobs of one model as one stacked batch (0: the executor's
+    /// `max_batch` jobs (or stacked groups) at once (at most one a thread), a worker taking
+    /// up to `stack` queued jobs of one model as one stacked batch (0: the executor's
     /// [`Executor::default_stack`]), letting results gather for `store_gather` while others
     /// run.
     pub fn start(
@@ -644,7 +647,7 @@ impl ExecutionPool {
             stack
         };
         let shared = Arc::new(Shared {
-            max_batch: max_batch.max(1),
+            max_batch: max_batch.min(workers.current_num_threads()).max(1),
             stack: stack.max(1),
             ..Shared::default()
         });

@@ -79,6 +79,18 @@ fn other_model(model: &Model) -> Model {
 
 #[test]
 fn queued_jobs_of_one_model_run_as_stacked_groups_in_order() {
+    stacked_groups_in_order(1);
+}
+
+/// A `max_batch` above the pool's threads starts no more jobs than there are threads: the
+/// rest wait in the pool's queue, where they are stacked, not alone in rayon's.
+#[test]
+fn max_batch_above_the_threads_still_stacks_queued_jobs() {
+    stacked_groups_in_order(8);
+}
+
+/// One worker thread, `max_batch` as given, the executor's stack (4).
+fn stacked_groups_in_order(max_batch: usize) {
     let a = Arc::new(demo::model().unwrap());
     let b = Arc::new(other_model(&a));
     assert_ne!(a.id(), b.id());
@@ -89,12 +101,18 @@ fn queued_jobs_of_one_model_run_as_stacked_groups_in_order() {
         gate: Mutex::new(Some(gate)),
     });
     let (tx, rx) = mpsc::channel::<Completed>();
-    // One worker, one job (or group) at a time, the executor's stack (4).
-    let mut pool = ExecutionPool::start(executor.clone(), 1, 1, 0, Duration::ZERO, move |done| {
-        for c in done {
-            let _ = tx.send(c);
-        }
-    })
+    let mut pool = ExecutionPool::start(
+        executor.clone(),
+        1,
+        max_batch,
+        0,
+        Duration::ZERO,
+        move |done| {
+            for c in done {
+                let _ = tx.send(c);
+            }
+        },
+    )
     .unwrap();
     // Job 0 (model a) starts and waits at the gate; jobs 1..=11 queue: a, a, b, a, ...
     let texts: Vec<String> = (0..12).map(|i| format!("sentence number {i}")).collect();
