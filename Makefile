@@ -22,7 +22,7 @@ export LIBTORCH := $(CURDIR)/$(VENV)/lib/python3.11/site-packages/torch
 LITERT_CASES ?= 60
 LITERT_SEED ?= 20261125
 
-.PHONY: help setup models demo devnet scenarios test lint fmt clippy doc unit conformance quality quality-smollm2 bench bench-minilm pr clean contracts contracts-test contracts-gas gas-onestep tch bench-tch bench-serve
+.PHONY: help setup models demo devnet scenarios test lint fmt clippy doc unit conformance quality quality-smollm2 bench bench-minilm pr clean contracts contracts-test contracts-gas gas-onestep tch bench-tch bench-serve gpu-pack
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -157,6 +157,11 @@ tch: $(TORCH_STAMP) models ## The libtorch backend against the CPU engine, op by
 
 bench-tch: $(TORCH_STAMP) models ## MiniLM sentences/s: libtorch CPU backend vs the Rust engine
 	OMP_WAIT_POLICY=PASSIVE $(CARGO) bench -p inference --features tch --locked --bench tch_minilm
+
+# For a GPU machine with PyTorch but no Rust toolchain (the device tool's): there, with .gpu
+# carried, scripts/gpu-check.sh (CUDA bit-exactness, throughput vs PyTorch fp16).
+gpu-pack: $(TORCH_STAMP) models ## Build the GPU check's binaries with libtorch and pack them into .gpu/
+	scripts/gpu-pack.sh
 
 bench-serve: models ## Serving path vs inference alone (MiniLM, posting to anvil): interleaved runs, median ratio, CPU ms/request
 	sequencer/bench-serve.sh $(BENCH_SERVE_ARGS)

@@ -15,12 +15,17 @@ use inference::tensor::{DType, Tensor, TensorType};
 use inference::trace::{Trace, Weights, run};
 use std::path::Path;
 
-/// The CPU, and CUDA device 0 where one is present.
+/// The CPU, and CUDA device 0 where one is present. With `REQUIRE_CUDA` set (the GPU
+/// check, `scripts/gpu-check.sh`) a missing device fails instead of being skipped.
 fn devices() -> Vec<Device> {
     let mut d = vec![Device::Cpu];
     if tch_backend::cuda_available() {
         d.push(tch_backend::select_device(DeviceChoice::Cuda(0)).unwrap());
     } else {
+        assert!(
+            std::env::var_os("REQUIRE_CUDA").is_none(),
+            "REQUIRE_CUDA is set but libtorch sees no CUDA device"
+        );
         eprintln!("CUDA: skipped (no CUDA device visible to libtorch)");
     }
     d
