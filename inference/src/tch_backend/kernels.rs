@@ -287,10 +287,14 @@ pub(crate) fn isqrt(v: &Tensor) -> Result<Tensor> {
 /// The exact integer product `a [R, K] x b [K, N]` of two `i8` matrices, as `i32`, correct
 /// modulo `2^32` (what the `wrap32` accumulators need; exact outright for `K < 2^17`).
 ///
-/// libtorch's `_int_mm` (`i8 x i8 -> i32`, oneDNN on the CPU, cuBLASLt on CUDA). CUDA asks
-/// for more than 16 rows and `K`, `N` multiples of 8: the operands are zero-padded, which
-/// adds only zero products. Where the kernel refuses a shape, the same product runs on the
-/// CPU.
+/// On CUDA, libtorch's `_int_mm` (`i8 x i8 -> i32`, cuBLASLt), which asks for more than 16
+/// rows and `K`, `N` multiples of 8: the operands are zero-padded, which adds only zero
+/// products. Where the kernel refuses a shape, the same product runs on the CPU.
+///
+/// On the CPU, a floating-point product that is exact ([`exact_float`]): the CPU `_int_mm`
+/// reorders its operand on every call and, without AVX-512 VNNI, runs at ~2 GOP/s (AMD EPYC
+/// with AVX2: 8.9 ms for `[16, 384] x [384, 1536]`, against 0.8 ms as `f32`). `b` may
+/// already be in that kind (a weight prepared by [`transpose_weight`]).
 pub(crate) fn int_mm(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     let (r, k) = (a.size()[0], a.size()[1]);
     let n = b.size()[1];
@@ -298,27 +302,100 @@ pub(crate) fn int_mm(a: &Tensor, b: &Tensor) -> Result<Tensor> {
         return Ok(Tensor::f_zeros([r, n], (Kind::Int, a.device()))?);
     }
     let device = a.device();
+    if device == Device::Cpu {
+        return float_product(a, b, k);
+    }
     let (a, b) = (&row_major(a)?, &row_major(b)?);
-    let product = match device {
-        Device::Cpu => a.f_internal_int_mm(b),
-        _ => {
-            let up = |v: i64, m: i64| (v + m - 1) / m * m;
-            let (rp, kp, np) = (r.max(17), up(k, 8), up(n, 8));
-            a.f_constant_pad_nd([0, kp - k, 0, rp - r])
-                .and_then(|ap| Ok((ap, b.f_constant_pad_nd([0, np - n, 0, kp - k])?)))
-                .and_then(|(ap, bp)| ap.f_internal_int_mm(&bp))
-                .and_then(|p| p.f_narrow(0, 0, r)?.f_narrow(1, 0, n))
-        }
+    let up = |v: i64, m: i64| (v + m - 1) / m * m;
+    let (rp, kp, np) = (r.max(17), up(k, 8), up(n, 8));
+    let product = a
+        .f_constant_pad_nd([0, kp - k, 0, rp - r])
+        .and_then(|ap| Ok((ap, b.f_constant_pad_nd([0, np - n, 0, kp - k])?)))
+        .and_then(|(ap, bp)| ap.f_internal_int_mm(&bp))
+        .and_then(|p| p.f_narrow(0, 0, r)?.f_narrow(1, 0, n));
+    match product {
+        Ok(p) => Ok(p),
+        Err(_) => int_mm(&a.f_to(Device::Cpu)?, &b.f_to(Device::Cpu)?)?
+            .f_to(device)
+            .map_err(Into::into),
+    }
+}
+
+/// The integer products `a [B, R, K] x b [B, K, N]`, batch by batch, as `i32` (see
+/// [`int_mm`]): one batched float product on the CPU, one `_int_mm` a batch on CUDA.
+fn int_bmm(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    let (batches, k) = (a.size()[0], a.size()[2]);
+    if a.device() == Device::Cpu && a.numel() > 0 && b.numel() > 0 {
+        return float_product(a, b, k);
+    }
+    let products = (0..batches)
+        .map(|j| int_mm(&a.f_select(0, j)?, &b.f_select(0, j)?.f_contiguous()?))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Tensor::f_stack(&products, 0)?)
+}
+
+/// The floating-point kind in which every product of `i8` matrices with inner dimension
+/// `k` is exact, whatever the order of its additions: each term `|a b| <= 2^14`, so every
+/// partial sum is an integer of magnitude at most `k 2^14`, which `f32` holds exactly up to
+/// `2^24` (`k <= 1024`) and `f64` up to `2^53` (`k <= 2^39`). Exact terms and exact partial
+/// sums make every rounding (FMA included) a no-op, so the blocking, vectorization and
+/// threading a BLAS chooses cannot change the result.
+pub(crate) fn exact_float(k: i64) -> Kind {
+    if k <= 1 << 10 {
+        Kind::Float
+    } else {
+        Kind::Double
+    }
+}
+
+/// The floating-point kind in which `x w^T` is exact for every `i8` row `x` and this `i8`
+/// weight `w [N, K]`: every partial sum of output `j` is bounded by `128 sum_k |w_jk|`, so
+/// `f32` serves wherever `128 max_j sum_k |w_jk| <= 2^24`, which real weights meet at any
+/// `K` MiniLM has (its `K = 1536` products would need `f64` by [`exact_float`] alone).
+pub(crate) fn weight_float(w: &crate::tensor::Tensor) -> Result<Kind> {
+    let values = w.as_i8("fully_connected weight")?;
+    let k = w.ty().shape.last().copied().unwrap_or(0);
+    if k == 0 {
+        return Ok(Kind::Float);
+    }
+    let widest = values
+        .chunks(k)
+        .map(|row| {
+            row.iter()
+                .map(|&v| u64::from(v.unsigned_abs()))
+                .sum::<u64>()
+        })
+        .max()
+        .unwrap_or(0);
+    Ok(if 128 * widest <= 1 << 24 {
+        Kind::Float
+    } else {
+        exact_float(k as i64)
+    })
+}
+
+/// `a x b` (matrices, or batches of them) of `i8` values, as `i32` (modulo `2^32` beyond
+/// `i32`), in [`exact_float`] of `k`, or in `b`'s kind where `b` is already a float (a
+/// weight converted by [`transpose_weight`] to its [`weight_float`]).
+fn float_product(a: &Tensor, b: &Tensor, k: i64) -> Result<Tensor> {
+    let kind = match b.f_kind()? {
+        kind @ (Kind::Float | Kind::Double) => kind,
+        _ => exact_float(k),
     };
-    let product = match product {
-        Ok(p) => p,
-        Err(_) if device != Device::Cpu => {
-            let (ac, bc) = (a.f_to(Device::Cpu)?, b.f_to(Device::Cpu)?);
-            ac.f_internal_int_mm(&bc)?.f_to(device)?
-        }
-        Err(e) => return Err(e.into()),
+    let convert = |t: &Tensor| -> Result<Tensor> {
+        Ok(if t.f_kind()? == kind {
+            t.shallow_clone()
+        } else {
+            t.f_to_kind(kind)?
+        })
     };
-    Ok(product)
+    let product = convert(a)?.f_matmul(&convert(b)?)?;
+    // A float out of the target's range does not convert to it: past `2^31` (only where
+    // `k > 2^17`), through `i64`, which wraps to `i32` as the contract says.
+    if k > 1 << 17 {
+        return Ok(product.f_to_kind(Kind::Int64)?.f_to_kind(Kind::Int)?);
+    }
+    Ok(product.f_to_kind(Kind::Int)?)
 }
 
 /// `m` with the strides of a fresh row-major matrix, `[cols, 1]`. libtorch calls a matrix
@@ -344,7 +421,7 @@ fn row_major(m: &Tensor) -> Result<Tensor> {
 /// accumulators are wrapped to 32 bits only where the operand bounds let them leave `i32`,
 /// and the output zero point joins the rounding constant where that stays inside `i64`.
 pub(crate) struct FcConsts {
-    /// `w^T`, `i8 [K, N]`, contiguous.
+    /// `w^T`, `[K, N]`, contiguous: `i8`, or on the CPU already in its [`weight_float`].
     w_t: Tensor,
     /// `bias - x_zp * rowsum(w)`, `i64 [N]`.
     bias: Tensor,
@@ -435,9 +512,15 @@ impl FcConsts {
     }
 }
 
-/// `w [N, K]` transposed to a contiguous `[K, N]` matrix, for [`FcConsts::new`].
-pub(crate) fn transpose_weight(w: &Tensor) -> Result<Tensor> {
-    Ok(w.f_transpose(0, 1)?.f_contiguous()?)
+/// `w [N, K]` transposed to a contiguous `[K, N]` matrix, for [`FcConsts::new`]: `i8` for
+/// `_int_mm` on CUDA, converted once to `kind` on the CPU, the weight's [`weight_float`]
+/// (see [`int_mm`]).
+pub(crate) fn transpose_weight(w: &Tensor, kind: Kind) -> Result<Tensor> {
+    let w_t = w.f_transpose(0, 1)?;
+    if w.device() == Device::Cpu {
+        return Ok(w_t.f_to_kind(kind)?.f_contiguous()?);
+    }
+    Ok(w_t.f_contiguous()?)
 }
 
 /// `fully_connected`: `y = sat(y_zp + round_shift(wrap32(bias + sum (x - x_zp) w) * m, s))`
@@ -497,10 +580,7 @@ pub(crate) fn batch_matmul(
         b.shallow_clone()
     };
     let n = b3.size()[2];
-    let products = (0..bb)
-        .map(|j| int_mm(&a3.f_select(0, j)?, &b3.f_select(0, j)?.f_contiguous()?))
-        .collect::<Result<Vec<_>>>()?;
-    let mut acc = wide_copy(&Tensor::f_stack(&products, 0)?)?;
+    let mut acc = wide_copy(&int_bmm(&a3, &b3)?)?;
     // sum (a - za)(b - zb) = sum ab - zb sum a - za sum b + K za zb.
     if b_zero_point != 0 {
         let row_sums = a3.f_sum_dim_intlist([2i64].as_slice(), true, Kind::Int64)?;
@@ -882,9 +962,16 @@ mod tests {
             (1, 40, 20),
             (9, 33, 3),
             (128, 384, 64),
+            (4, 1024, 3),
+            (3, 1025, 4),
+            (2, 1536, 5),
         ] {
-            let a: Vec<i8> = (0..r * k).map(|_| rng.next_u64() as i8).collect();
-            let b: Vec<i8> = (0..k * n).map(|_| rng.next_u64() as i8).collect();
+            let mut a: Vec<i8> = (0..r * k).map(|_| rng.next_u64() as i8).collect();
+            let mut b: Vec<i8> = (0..k * n).map(|_| rng.next_u64() as i8).collect();
+            // The first row and column at -128 throughout: the largest sums (`k 2^14`),
+            // `2^24` at `k = 1024`, the most an exact `f32` product may reach.
+            a[..k].fill(-128);
+            (0..k).for_each(|kk| b[kk * n] = -128);
             let ta = Tensor::from_slice(&a).reshape([r as i64, k as i64]);
             let tb = Tensor::from_slice(&b).reshape([k as i64, n as i64]);
             let got = i64s(&int_mm(&ta, &tb).unwrap());
@@ -899,6 +986,49 @@ mod tests {
                         "[{r}, {k}] x [{k}, {n}] at ({i}, {j})"
                     );
                 }
+            }
+        }
+    }
+
+    /// A weight's CPU product runs in `f32` where its rows' absolute sums allow and in `f64`
+    /// beyond, and matches the naive product with `x` at its extremes; where `f64` was
+    /// chosen, `f32` would have been wrong.
+    #[test]
+    fn weight_products_are_exact_in_the_float_kind_chosen() {
+        let mut rng = SplitMix64(5);
+        // Small values at K = 1536 (f32 suffices); -127 throughout at K = 1100 (f64: the
+        // sums pass 2^24 and are odd where x ends in 1, which f32 cannot hold).
+        for (k, extreme, kind) in [(1536usize, false, Kind::Float), (1100, true, Kind::Double)] {
+            let n = 3usize;
+            let w: Vec<i8> = (0..n * k)
+                .map(|_| {
+                    if extreme {
+                        -127
+                    } else {
+                        (rng.next_u64() % 41) as i8 - 20
+                    }
+                })
+                .collect();
+            let host =
+                crate::tensor::Tensor::new(vec![n, k], crate::tensor::TensorData::I8(w.clone()))
+                    .unwrap();
+            assert_eq!(weight_float(&host).unwrap(), kind, "K = {k}");
+            let mut x: Vec<i8> = (0..2 * k).map(|i| if i < k { -128 } else { 127 }).collect();
+            x[2 * k - 1] = 1;
+            let want: Vec<i64> = (0..2 * n)
+                .map(|at| {
+                    let (r, j) = (at / n, at % n);
+                    (0..k)
+                        .map(|kk| i64::from(x[r * k + kk]) * i64::from(w[j * k + kk]))
+                        .sum()
+                })
+                .collect();
+            let wt = Tensor::from_slice(&w).reshape([n as i64, k as i64]);
+            let xt = Tensor::from_slice(&x).reshape([2, k as i64]);
+            let product = |kind| i64s(&int_mm(&xt, &transpose_weight(&wt, kind).unwrap()).unwrap());
+            assert_eq!(product(kind), want, "K = {k}");
+            if kind == Kind::Double {
+                assert_ne!(product(Kind::Float), want, "K = {k}: f32 would round");
             }
         }
     }
