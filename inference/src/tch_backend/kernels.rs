@@ -340,7 +340,7 @@ fn int_bmm(a: &Tensor, b: &Tensor) -> Result<Tensor> {
 /// `2^24` (`k <= 1024`) and `f64` up to `2^53` (`k <= 2^39`). Exact terms and exact partial
 /// sums make every rounding (FMA included) a no-op, so the blocking, vectorization and
 /// threading a BLAS chooses cannot change the result.
-pub(crate) fn exact_float(k: i64) -> Kind {
+fn exact_float(k: i64) -> Kind {
     if k <= 1 << 10 {
         Kind::Float
     } else {
@@ -352,7 +352,7 @@ pub(crate) fn exact_float(k: i64) -> Kind {
 /// weight `w [N, K]`: every partial sum of output `j` is bounded by `128 sum_k |w_jk|`, so
 /// `f32` serves wherever `128 max_j sum_k |w_jk| <= 2^24`, which real weights meet at any
 /// `K` MiniLM has (its `K = 1536` products would need `f64` by [`exact_float`] alone).
-pub(crate) fn weight_float(w: &crate::tensor::Tensor) -> Result<Kind> {
+fn weight_float(w: &crate::tensor::Tensor) -> Result<Kind> {
     let values = w.as_i8("fully_connected weight")?;
     let k = w.ty().shape.last().copied().unwrap_or(0);
     if k == 0 {
@@ -512,15 +512,21 @@ impl FcConsts {
     }
 }
 
-/// `w [N, K]` transposed to a contiguous `[K, N]` matrix, for [`FcConsts::new`]: `i8` for
-/// `_int_mm` on CUDA, converted once to `kind` on the CPU, the weight's [`weight_float`]
-/// (see [`int_mm`]).
-pub(crate) fn transpose_weight(w: &Tensor, kind: Kind) -> Result<Tensor> {
-    let w_t = w.f_transpose(0, 1)?;
-    if w.device() == Device::Cpu {
-        return Ok(w_t.f_to_kind(kind)?.f_contiguous()?);
-    }
-    Ok(w_t.f_contiguous()?)
+/// `w [N, K]` (on its device; `host` is the same weight in host memory) transposed to a
+/// contiguous `[K, N]` matrix, for [`FcConsts::new`]: `i8` for `_int_mm` on CUDA, converted
+/// once to the weight's [`weight_float`] on the CPU (see [`int_mm`]).
+pub(crate) fn transpose_weight(w: &Tensor, host: &crate::tensor::Tensor) -> Result<Tensor> {
+    let kind = if w.device() == Device::Cpu {
+        weight_float(host)?
+    } else {
+        Kind::Int8
+    };
+    transpose_to(w, kind)
+}
+
+/// `w^T`, contiguous, in `kind`.
+fn transpose_to(w: &Tensor, kind: Kind) -> Result<Tensor> {
+    Ok(w.f_transpose(0, 1)?.f_to_kind(kind)?.f_contiguous()?)
 }
 
 /// `fully_connected`: `y = sat(y_zp + round_shift(wrap32(bias + sum (x - x_zp) w) * m, s))`
@@ -574,8 +580,10 @@ pub(crate) fn batch_matmul(
     let group = ba / bb;
     // The `group` query batches that share one `b` batch are consecutive: stack their rows.
     let a3 = a.f_reshape([bb, group * m, k])?;
+    // A transposed view: the CPU's float product reads any strides, and `int_bmm` copies
+    // each CUDA batch into the row-major layout `_int_mm` needs.
     let b3 = if transpose_b {
-        b.f_transpose(1, 2)?.f_contiguous()?
+        b.f_transpose(1, 2)?
     } else {
         b.shallow_clone()
     };
@@ -1025,7 +1033,7 @@ mod tests {
                 .collect();
             let wt = Tensor::from_slice(&w).reshape([n as i64, k as i64]);
             let xt = Tensor::from_slice(&x).reshape([2, k as i64]);
-            let product = |kind| i64s(&int_mm(&xt, &transpose_weight(&wt, kind).unwrap()).unwrap());
+            let product = |kind| i64s(&int_mm(&xt, &transpose_to(&wt, kind).unwrap()).unwrap());
             assert_eq!(product(kind), want, "K = {k}");
             if kind == Kind::Double {
                 assert_ne!(product(Kind::Float), want, "K = {k}: f32 would round");

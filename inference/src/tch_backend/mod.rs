@@ -6,10 +6,11 @@
 //! matrix products through `_int_mm` (`i8 x i8 -> i32`) on CUDA and, on the CPU, as
 //! `f32`/`f64` products chosen to be exact (every partial sum an integer the float holds),
 //! tables through `index_select`, requantization, divisions and shifts on `i64` tensors,
-//! the square root corrected to the exact integer one. Each use of an op is checked once, when a [`TchModel`] is built, to
-//! keep every intermediate inside `i64` for any operand values; the rare use that cannot
-//! be (an `i32` operand times a large multiplier, say) runs on the CPU engine's kernel
-//! instead, with a round trip through host memory ([`TchModel::host_ops`] lists them).
+//! the square root corrected to the exact integer one. Each use of an op is checked once,
+//! when a [`TchModel`] is built, to keep every intermediate inside `i64` for any operand
+//! values; the rare use that cannot be (an `i32` operand times a large multiplier, say)
+//! runs on the CPU engine's kernel instead, with a round trip through host memory
+//! ([`TchModel::host_ops`] lists them).
 //!
 //! The weights are uploaded once ([`TchModel::new`]); [`TchModel::run`] is the serving
 //! path (the output only, activations freed as soon as no later op reads them) and
@@ -303,9 +304,11 @@ impl TchModel {
             let w_t = match &transposed[*w as usize] {
                 Some(t) => t.shallow_clone(),
                 None => {
-                    let t = kernels::weight_float(&host_weights[*w as usize])
-                        .and_then(|kind| kernels::transpose_weight(&uploaded[*w as usize], kind))
-                        .map_err(wrap)?;
+                    let t = kernels::transpose_weight(
+                        &uploaded[*w as usize],
+                        &host_weights[*w as usize],
+                    )
+                    .map_err(wrap)?;
                     transposed[*w as usize] = Some(t.shallow_clone());
                     t
                 }
@@ -541,7 +544,7 @@ impl TchModel {
             shift: &host[3],
         };
         kernels::FcConsts::new(
-            kernels::transpose_weight(x[1], kernels::weight_float(&host[0])?)?,
+            kernels::transpose_weight(x[1], &host[0])?,
             &operands,
             x_zero_point,
             y_zero_point,
