@@ -214,9 +214,10 @@ pub struct ExecConfig {
     pub queue_limit: usize,
     /// The backend that runs programs (`rust` or `tch`).
     pub backend: crate::backend::Backend,
-    /// How long finished results gather before they are stored, while other jobs still
-    /// run (one commit, one fsync, for all of them), e.g. `10ms`; `0s` stores each group
-    /// at once. Under load it trades at most this much latency for CPU.
+    /// Longest finished results gather before they are stored (one commit, one fsync, for
+    /// all of them), while more than one round of jobs is queued (they are stored as soon
+    /// as the queue runs lower), e.g. `10ms`; `0s` stores each group at once. Under load
+    /// it trades at most this much latency for CPU.
     #[serde(with = "duration_text")]
     pub store_gather: Duration,
 }
@@ -483,8 +484,8 @@ pub struct ExecArgs {
         help = "The backend that runs programs: rust (the CPU engine) or tch (libtorch, CUDA when available; needs a build with --features tch). Same bits either way [default: rust]"
     )]
     pub backend: Option<crate::backend::Backend>,
-    /// How long finished results gather before they are stored while others run.
-    #[arg(long = "exec.store-gather", env = "SEQUENCER_EXEC_STORE_GATHER", value_name = "DURATION", value_parser = parse_duration, help = "While other requests still run, let finished ones gather this long before storing them in one commit (fewer fsyncs under load, at most this much more latency), e.g. 10ms; 0s stores at once [default: 10ms]")]
+    /// Longest finished results gather before they are stored while the queue is long.
+    #[arg(long = "exec.store-gather", env = "SEQUENCER_EXEC_STORE_GATHER", value_name = "DURATION", value_parser = parse_duration, help = "While more than one round of requests is queued, let finished ones gather up to this long before storing them in one commit (fewer fsyncs under load, at most this much more latency; they are stored as soon as the queue runs low), e.g. 10ms; 0s stores at once [default: 10ms]")]
     pub store_gather: Option<Duration>,
 }
 

@@ -470,11 +470,13 @@ pub struct PoolClosed;
 /// job takes the next queued one itself, so a busy pool is fed without waking anyone. A
 /// storing thread hands whatever has finished to the sink (which stores it in one
 /// transaction) while the workers go on; while more jobs are running it first lets their
-/// results gather for a moment (`store_gather`), so one commit covers several: a commit's
-/// cost hardly depends on how many results it holds, so under load this cuts commits (and
-/// the storing thread's CPU, which the workers share the cores with) several times over,
-/// for at most that much more latency. No worker waits for storage or for the slowest job
-/// of a group.
+/// results gather, so one commit covers several: a commit's cost hardly depends on how many
+/// results it holds, so under load this cuts commits (and the storing thread's CPU, which
+/// the workers share the cores with) several times over. It gathers only while the queue
+/// holds more than one round of work (`max_batch * stack` jobs), and at most `store_gather`:
+/// once the queue runs that low, holding results longer would keep their clients from
+/// sending the next requests while the workers run out of jobs, so it stores them then. No
+/// worker waits for storage or for the slowest job of a group.
 pub struct ExecutionPool {
     executor: Arc<dyn Executor>,
     shared: Arc<Shared>,
@@ -503,6 +505,8 @@ struct Queue {
     jobs: std::collections::VecDeque<Job>,
     running: usize,
     closed: bool,
+    /// The storing thread is gathering results until the queue runs low (`Shared::low`).
+    gathering: bool,
 }
 
 /// What the pool's handle, its workers and the storing thread share.
@@ -511,6 +515,9 @@ struct Shared {
     queue: std::sync::Mutex<Queue>,
     /// Signalled when the last running job ends with nothing queued.
     idle: std::sync::Condvar,
+    /// Signalled, while the storing thread gathers, when a worker leaves at most
+    /// [`Shared::low_mark`] jobs queued.
+    low: std::sync::Condvar,
     /// Jobs queued, running, or finished but not stored yet.
     depth: AtomicUsize,
     /// Most jobs (or stacked groups) running at once: `max_batch`, and never more than the
@@ -524,6 +531,28 @@ struct Shared {
 impl Shared {
     fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queued jobs at or below which the storing thread stops gathering: one round of work
+    /// for the workers (each running job or stacked group takes up to `stack`).
+    fn low_mark(&self) -> usize {
+        self.max_batch * self.stack
+    }
+
+    /// Waits, at most `limit`, until at most [`Shared::low_mark`] jobs are queued (at once
+    /// if so already).
+    fn wait_for_low_queue(&self, limit: Duration) {
+        let low = self.low_mark();
+        let mut queue = self.lock();
+        if queue.jobs.len() <= low || queue.closed {
+            return;
+        }
+        queue.gathering = true;
+        let (mut queue, _) = self
+            .low
+            .wait_timeout_while(queue, limit, |q| q.jobs.len() > low && !q.closed)
+            .unwrap_or_else(|e| e.into_inner());
+        queue.gathering = false;
     }
 }
 
@@ -611,6 +640,9 @@ fn work(executor: &dyn Executor, shared: &Shared, done_tx: &mpsc::Sender<Complet
         }
         let mut queue = shared.lock();
         group = queue.take_group(shared.stack);
+        if queue.gathering && queue.jobs.len() <= shared.low_mark() {
+            shared.low.notify_one();
+        }
         if group.is_empty() {
             queue.running -= 1;
             if queue.running == 0 {
@@ -656,28 +688,23 @@ impl ExecutionPool {
             .name("exec-store".into())
             .spawn(move || {
                 // Ends once the pool and every running job have dropped their senders.
+                let drain = |done: &mut Vec<Completed>| {
+                    while done.len() < MAX_STORE_BATCH {
+                        match done_rx.try_recv() {
+                            Ok(c) => done.push(c),
+                            Err(_) => break,
+                        }
+                    }
+                };
                 while let Ok(first) = done_rx.recv() {
                     let mut done = vec![first];
-                    let mut gathered = false;
-                    loop {
-                        while done.len() < MAX_STORE_BATCH {
-                            match done_rx.try_recv() {
-                                Ok(c) => done.push(c),
-                                Err(_) => break,
-                            }
-                        }
-                        let others_running = store_shared.depth.load(Ordering::SeqCst) > done.len();
-                        if gathered
-                            || done.len() >= MAX_STORE_BATCH
-                            || !others_running
-                            || store_gather.is_zero()
-                        {
-                            break;
-                        }
-                        // One sleep rather than waiting on the channel: a worker's send then
-                        // wakes nobody.
-                        std::thread::sleep(store_gather);
-                        gathered = true;
+                    drain(&mut done);
+                    let others_running = store_shared.depth.load(Ordering::SeqCst) > done.len();
+                    if others_running && done.len() < MAX_STORE_BATCH && !store_gather.is_zero() {
+                        // Waiting on the queue rather than on the channel: a worker's send
+                        // wakes nobody; one wake-up when the queue runs low.
+                        store_shared.wait_for_low_queue(store_gather);
+                        drain(&mut done);
                     }
                     let n = done.len();
                     sink(done);
@@ -727,6 +754,7 @@ impl ExecutionPool {
         {
             let mut queue = self.shared.lock();
             queue.closed = true;
+            self.shared.low.notify_all();
             while queue.running > 0 {
                 queue = self
                     .shared

@@ -1,7 +1,8 @@
 //! The execution pool's stacked groups, on the real CPU engine and the demo model: while a
 //! worker is busy, queued jobs of one model are taken together (up to the pool's stack, in
 //! their order, jobs of another model keeping their places), and every job's output is the
-//! engine's output for its own input.
+//! engine's output for its own input; finished results gather for one commit while the
+//! queue is long, and are stored once it runs low.
 
 use inference::demo;
 use inference::merkle::H256;
@@ -154,4 +155,67 @@ fn stacked_groups_in_order(max_batch: usize) {
     );
     // Stored in the order they ran: each model's jobs in their submission order.
     assert_eq!(order, vec![0, 1, 3, 4, 6, 2, 5, 8, 11, 7, 9, 10]);
+}
+
+/// With a gathering limit of a minute, finished results are still stored within moments:
+/// the storing thread gathers only while more than one round of jobs is queued. Meanwhile
+/// it does gather: the first commit holds every job finished before the queue ran low.
+#[test]
+fn results_gather_while_the_queue_is_long_and_are_stored_when_it_runs_low() {
+    let model = Arc::new(demo::model().unwrap());
+    let (open, gate) = mpsc::channel();
+    let executor = Arc::new(Recording {
+        inner: CpuExecutor,
+        groups: Mutex::new(Vec::new()),
+        gate: Mutex::new(Some(gate)),
+    });
+    let (tx, rx) = mpsc::channel::<(usize, Completed)>();
+    // One thread, one job at a time, no stacking: one round of work is one job.
+    let mut pool = ExecutionPool::start(
+        executor.clone(),
+        1,
+        1,
+        1,
+        Duration::from_secs(60),
+        move |done| {
+            let n = done.len();
+            for c in done {
+                let _ = tx.send((n, c));
+            }
+        },
+    )
+    .unwrap();
+    // Job 0 waits at the gate with jobs 1..=5 queued behind it.
+    for i in 0..6u64 {
+        pool.submit(Job {
+            id: i,
+            model: model.clone(),
+            input: demo::input(&demo::tokens(&format!("sentence number {i}"))).unwrap(),
+            done: None,
+            request: None,
+        })
+        .unwrap();
+    }
+    open.send(()).unwrap();
+    let mut commits = Vec::new();
+    let mut stored = 0;
+    while stored < 6 {
+        let (n, first) = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("stored long before the gathering limit");
+        assert_eq!(
+            first.job.id as usize, stored,
+            "stored in the order they ran"
+        );
+        for k in 1..n {
+            let (_, c) = rx.recv_timeout(Duration::from_secs(30)).unwrap();
+            assert_eq!(c.job.id as usize, stored + k);
+        }
+        commits.push(n);
+        stored += n;
+    }
+    pool.shutdown();
+    // The storing thread took job 0's result with four or five jobs queued and waited until
+    // the worker, taking job 4, left one: jobs 0-3 (and 4, if it had finished) in one commit.
+    assert!(commits[0] >= 4, "first commit gathered: {commits:?}");
 }
