@@ -108,6 +108,12 @@ pub trait Executor: Send + Sync + 'static {
         self.run(model, input)
     }
 
+    /// Whether [`Executor::run_spread`] spreads a job over the workers (so that the pool
+    /// starts no other job beside it). By default, no.
+    fn spreads(&self) -> bool {
+        false
+    }
+
     /// How many queued requests of one model a worker should run as one stacked batch
     /// ([`Executor::run_batch`]) by default: 1 for a backend without a batched path.
     fn default_stack(&self) -> usize {
@@ -137,6 +143,10 @@ impl Executor for CpuExecutor {
 
     fn run_spread(&self, model: &Model, input: &Tensor) -> Result<Tensor, ExecutionError> {
         inference::trace::run_spread(model.program(), model.weights(), input).map_err(cpu_error)
+    }
+
+    fn spreads(&self) -> bool {
+        true
     }
 }
 
@@ -505,6 +515,8 @@ struct Queue {
     jobs: std::collections::VecDeque<Job>,
     running: usize,
     closed: bool,
+    /// A job spread over the workers is running: new jobs wait in the queue (see `work`).
+    spreading: bool,
     /// The storing thread is gathering results until the queue runs low (`Shared::low`).
     gathering: bool,
 }
@@ -593,8 +605,12 @@ fn run_group(executor: &dyn Executor, shared: &Shared, group: &[Job]) -> Vec<Job
             // Alone on the pool (light load): the job's ops are offered to the idle
             // workers (1-client latency ~3.5 -> ~3.0 ms on MiniLM, 2 cores). Else each job
             // keeps to its worker: split, their pieces would wait on workers busy with
-            // their own jobs.
-            let spread = shared.lock().running <= 1;
+            // their own jobs. While it spreads, new jobs queue (`work` starts them after).
+            let spread = {
+                let mut queue = shared.lock();
+                queue.spreading = queue.running <= 1 && executor.spreads();
+                queue.spreading
+            };
             vec![record(if spread {
                 executor.run_spread(&job.model, &job.input)
             } else {
@@ -621,13 +637,24 @@ fn run_group(executor: &dyn Executor, shared: &Shared, group: &[Job]) -> Vec<Job
     })
 }
 
-/// Runs `job`, then every job queued meanwhile (in groups of one model, up to the pool's
-/// `stack`), on the calling worker.
-fn work(executor: &dyn Executor, shared: &Shared, done_tx: &mpsc::Sender<Completed>, job: Job) {
-    let mut group = vec![job];
+/// Runs `group`, then every job queued meanwhile (in groups of one model, up to the pool's
+/// `stack`), on the calling worker, and starts queued groups on other workers while fewer
+/// than `max_batch` run.
+///
+/// No job is handed to the workers while one spreads over them (`Queue::spreading`): a
+/// worker waiting in that job's parallel kernels for a piece another worker took would
+/// take the new job from rayon's queue and run all of it there, nested, while the other
+/// worker, its piece done, idled (serving under load fell to 0.5-0.7 of inference alone
+/// in some runs).
+fn work(
+    executor: Arc<dyn Executor>,
+    shared: Arc<Shared>,
+    done_tx: mpsc::Sender<Completed>,
+    mut group: Vec<Job>,
+) {
     loop {
         let started = Instant::now();
-        let results = run_group(executor, shared, &group);
+        let results = run_group(&*executor, &shared, &group);
         let elapsed = started.elapsed();
         for (job, result) in group.drain(..).zip(results) {
             // The storing thread runs until the pool's own sender and every worker's are
@@ -639,7 +666,15 @@ fn work(executor: &dyn Executor, shared: &Shared, done_tx: &mpsc::Sender<Complet
             });
         }
         let mut queue = shared.lock();
+        queue.spreading = false;
         group = queue.take_group(shared.stack);
+        while !group.is_empty() && queue.running < shared.max_batch && !queue.jobs.is_empty() {
+            // Jobs queued while one spread: another worker takes them.
+            let more = queue.take_group(shared.stack);
+            queue.running += 1;
+            let (executor, shared, done_tx) = (executor.clone(), shared.clone(), done_tx.clone());
+            rayon::spawn(move || work(executor, shared, done_tx, more));
+        }
         if queue.gathering && queue.jobs.len() <= shared.low_mark() {
             shared.low.notify_one();
         }
@@ -731,7 +766,7 @@ impl ExecutionPool {
             return Err(PoolClosed);
         }
         self.shared.depth.fetch_add(1, Ordering::SeqCst);
-        if queue.running >= self.shared.max_batch {
+        if queue.running >= self.shared.max_batch || queue.spreading {
             queue.jobs.push_back(job);
             return Ok(());
         }
@@ -739,7 +774,7 @@ impl ExecutionPool {
         drop(queue);
         let (shared, done_tx, executor) =
             (self.shared.clone(), done_tx.clone(), self.executor.clone());
-        workers.spawn(move || work(&*executor, &shared, &done_tx, job));
+        workers.spawn(move || work(executor, shared, done_tx, vec![job]));
         Ok(())
     }
 

@@ -219,3 +219,97 @@ fn results_gather_while_the_queue_is_long_and_are_stored_when_it_runs_low() {
     // the worker, taking job 4, left one: jobs 0-3 (and 4, if it had finished) in one commit.
     assert!(commits[0] >= 4, "first commit gathered: {commits:?}");
 }
+
+/// The CPU engine, spreading: the first job (run alone, so spread) waits at a gate; every
+/// other run records whether the spread job had ended when it started.
+struct Spreading {
+    inner: CpuExecutor,
+    gate: Mutex<Option<mpsc::Receiver<()>>>,
+    spread_ended: std::sync::atomic::AtomicBool,
+    started_after_spread: Mutex<Vec<bool>>,
+}
+
+impl Executor for Spreading {
+    fn backend(&self) -> &'static str {
+        "cpu"
+    }
+
+    fn run(&self, model: &Model, input: &Tensor) -> Result<Tensor, ExecutionError> {
+        let ended = self.spread_ended.load(std::sync::atomic::Ordering::SeqCst);
+        self.started_after_spread.lock().unwrap().push(ended);
+        self.inner.run(model, input)
+    }
+
+    fn run_spread(&self, model: &Model, input: &Tensor) -> Result<Tensor, ExecutionError> {
+        let gate = self.gate.lock().unwrap().take();
+        if let Some(rx) = gate {
+            rx.recv_timeout(Duration::from_secs(60))
+                .expect("the test opens the gate");
+        }
+        let out = self.inner.run_spread(model, input);
+        self.spread_ended
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        out
+    }
+
+    fn spreads(&self) -> bool {
+        true
+    }
+}
+
+/// While a job spreads over the workers, no other job is handed to them (a worker waiting
+/// in the spread job's kernels would take it and run it nested while the other idled): the
+/// jobs submitted meanwhile start after it, on both workers, each with its own output.
+#[test]
+fn no_job_starts_beside_a_spreading_one() {
+    let model = Arc::new(demo::model().unwrap());
+    let (open, gate) = mpsc::channel();
+    let executor = Arc::new(Spreading {
+        inner: CpuExecutor,
+        gate: Mutex::new(Some(gate)),
+        spread_ended: Default::default(),
+        started_after_spread: Mutex::new(Vec::new()),
+    });
+    let (tx, rx) = mpsc::channel::<Completed>();
+    let mut pool = ExecutionPool::start(executor.clone(), 2, 2, 1, Duration::ZERO, move |done| {
+        for c in done {
+            let _ = tx.send(c);
+        }
+    })
+    .unwrap();
+    let job = |i: u64| Job {
+        id: i,
+        model: model.clone(),
+        input: demo::input(&demo::tokens(&format!("sentence number {i}"))).unwrap(),
+        done: None,
+        request: None,
+    };
+    pool.submit(job(0)).unwrap();
+    // Job 0 is alone, so it spreads (and waits at the gate): wait until it is running.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while executor.gate.lock().unwrap().is_some() {
+        assert!(std::time::Instant::now() < deadline, "job 0 never started");
+        std::thread::yield_now();
+    }
+    for i in 1..=4 {
+        pool.submit(job(i)).unwrap();
+    }
+    open.send(()).unwrap();
+    let mut seen = Vec::new();
+    for _ in 0..5 {
+        let c = rx.recv_timeout(Duration::from_secs(60)).unwrap();
+        let expected =
+            inference::trace::run(model.program(), model.weights(), &c.job.input).unwrap();
+        assert_eq!(c.result.unwrap(), tensor_record(&expected).unwrap());
+        seen.push(c.job.id);
+    }
+    pool.shutdown();
+    seen.sort();
+    assert_eq!(seen, vec![0, 1, 2, 3, 4]);
+    let after = executor.started_after_spread.lock().unwrap().clone();
+    assert_eq!(
+        after,
+        vec![true; 4],
+        "each other job started after the spread one"
+    );
+}
