@@ -221,12 +221,19 @@ fn results_gather_while_the_queue_is_long_and_are_stored_when_it_runs_low() {
 }
 
 /// The CPU engine, spreading: the first job (run alone, so spread) waits at a gate; every
-/// other run records whether the spread job had ended when it started.
+/// other run, spread or not, records whether that job had ended when it started.
 struct Spreading {
     inner: CpuExecutor,
     gate: Mutex<Option<mpsc::Receiver<()>>>,
     spread_ended: std::sync::atomic::AtomicBool,
     started_after_spread: Mutex<Vec<bool>>,
+}
+
+impl Spreading {
+    fn record_start(&self) {
+        let ended = self.spread_ended.load(std::sync::atomic::Ordering::SeqCst);
+        self.started_after_spread.lock().unwrap().push(ended);
+    }
 }
 
 impl Executor for Spreading {
@@ -235,16 +242,19 @@ impl Executor for Spreading {
     }
 
     fn run(&self, model: &Model, input: &Tensor) -> Result<Tensor, ExecutionError> {
-        let ended = self.spread_ended.load(std::sync::atomic::Ordering::SeqCst);
-        self.started_after_spread.lock().unwrap().push(ended);
+        self.record_start();
         self.inner.run(model, input)
     }
 
     fn run_spread(&self, model: &Model, input: &Tensor) -> Result<Tensor, ExecutionError> {
         let gate = self.gate.lock().unwrap().take();
-        if let Some(rx) = gate {
-            rx.recv_timeout(Duration::from_secs(60))
-                .expect("the test opens the gate");
+        match gate {
+            Some(rx) => rx
+                .recv_timeout(Duration::from_secs(60))
+                .expect("the test opens the gate"),
+            // A later job that found itself alone (its worker started late, the others
+            // done) spreads too; it must also start after the first.
+            None => self.record_start(),
         }
         let out = self.inner.run_spread(model, input);
         self.spread_ended
