@@ -15,22 +15,73 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
+/// Holds the first run that reaches it until the test opens it (the sender `new` returns).
+struct Gate(Mutex<Option<mpsc::Receiver<()>>>);
+
+impl Gate {
+    fn new() -> (mpsc::Sender<()>, Self) {
+        let (open, gate) = mpsc::channel();
+        (open, Self(Mutex::new(Some(gate))))
+    }
+
+    /// Waits for the test if this is the first run to get here; whether it was.
+    fn pass(&self) -> bool {
+        let gate = self.0.lock().unwrap().take();
+        let first = gate.is_some();
+        if let Some(rx) = gate {
+            rx.recv_timeout(Duration::from_secs(60))
+                .expect("the test opens the gate");
+        }
+        first
+    }
+
+    /// Whether a run has reached it.
+    fn reached(&self) -> bool {
+        self.0.lock().unwrap().is_none()
+    }
+}
+
+/// A pool whose sink forwards each stored result, in order, to the returned receiver.
+fn forwarding_pool(
+    executor: Arc<dyn Executor>,
+    threads: usize,
+    max_batch: usize,
+    stack: usize,
+) -> (ExecutionPool, mpsc::Receiver<Completed>) {
+    let (tx, rx) = mpsc::channel::<Completed>();
+    let pool = ExecutionPool::start(
+        executor,
+        threads,
+        max_batch,
+        stack,
+        Duration::ZERO,
+        move |done| {
+            for c in done {
+                let _ = tx.send(c);
+            }
+        },
+    )
+    .unwrap();
+    (pool, rx)
+}
+
+/// Job `id`: `model` on the demo input of `text`.
+fn job(id: u64, model: &Arc<Model>, text: &str) -> Job {
+    Job {
+        id,
+        model: model.clone(),
+        input: demo::input(&demo::tokens(text)).unwrap(),
+        done: None,
+        request: None,
+    }
+}
+
 /// The CPU engine, recording each group it is given (model id and size) and
 /// holding its first run until the test lets it go, so that jobs queue up behind it.
 struct Recording {
     inner: CpuExecutor,
     groups: Mutex<Vec<(H256, usize)>>,
-    gate: Mutex<Option<mpsc::Receiver<()>>>,
-}
-
-impl Recording {
-    fn wait_at_gate(&self) {
-        let gate = self.gate.lock().unwrap().take();
-        if let Some(rx) = gate {
-            rx.recv_timeout(Duration::from_secs(60))
-                .expect("the test opens the gate");
-        }
-    }
+    gate: Gate,
 }
 
 impl Executor for Recording {
@@ -39,7 +90,7 @@ impl Executor for Recording {
     }
 
     fn run(&self, model: &Model, input: &Tensor) -> Result<Tensor, ExecutionError> {
-        self.wait_at_gate();
+        self.gate.pass();
         self.groups.lock().unwrap().push((model.id(), 1));
         self.inner.run(model, input)
     }
@@ -95,38 +146,18 @@ fn stacked_groups_in_order(max_batch: usize) {
     let a = Arc::new(demo::model().unwrap());
     let b = Arc::new(other_model(&a));
     assert_ne!(a.id(), b.id());
-    let (open, gate) = mpsc::channel();
+    let (open, gate) = Gate::new();
     let executor = Arc::new(Recording {
         inner: CpuExecutor,
         groups: Mutex::new(Vec::new()),
-        gate: Mutex::new(Some(gate)),
+        gate,
     });
-    let (tx, rx) = mpsc::channel::<Completed>();
-    let mut pool = ExecutionPool::start(
-        executor.clone(),
-        1,
-        max_batch,
-        0,
-        Duration::ZERO,
-        move |done| {
-            for c in done {
-                let _ = tx.send(c);
-            }
-        },
-    )
-    .unwrap();
+    let (mut pool, rx) = forwarding_pool(executor.clone(), 1, max_batch, 0);
     // Job 0 (model a) starts and waits at the gate; jobs 1..=11 queue: a, a, b, a, ...
     let texts: Vec<String> = (0..12).map(|i| format!("sentence number {i}")).collect();
     let model_of = |i: usize| if i % 3 == 2 { b.clone() } else { a.clone() };
     for (i, text) in texts.iter().enumerate() {
-        pool.submit(Job {
-            id: i as u64,
-            model: model_of(i),
-            input: demo::input(&demo::tokens(text)).unwrap(),
-            done: None,
-            request: None,
-        })
-        .unwrap();
+        pool.submit(job(i as u64, &model_of(i), text)).unwrap();
     }
     open.send(()).unwrap();
     let mut order = Vec::new();
@@ -163,11 +194,11 @@ fn stacked_groups_in_order(max_batch: usize) {
 #[test]
 fn results_gather_while_the_queue_is_long_and_are_stored_when_it_runs_low() {
     let model = Arc::new(demo::model().unwrap());
-    let (open, gate) = mpsc::channel();
+    let (open, gate) = Gate::new();
     let executor = Arc::new(Recording {
         inner: CpuExecutor,
         groups: Mutex::new(Vec::new()),
-        gate: Mutex::new(Some(gate)),
+        gate,
     });
     let (tx, rx) = mpsc::channel::<(usize, Completed)>();
     // One thread, one job at a time, no stacking: one round of work is one job.
@@ -187,14 +218,8 @@ fn results_gather_while_the_queue_is_long_and_are_stored_when_it_runs_low() {
     .unwrap();
     // Job 0 waits at the gate with jobs 1..=5 queued behind it.
     for i in 0..6u64 {
-        pool.submit(Job {
-            id: i,
-            model: model.clone(),
-            input: demo::input(&demo::tokens(&format!("sentence number {i}"))).unwrap(),
-            done: None,
-            request: None,
-        })
-        .unwrap();
+        pool.submit(job(i, &model, &format!("sentence number {i}")))
+            .unwrap();
     }
     open.send(()).unwrap();
     let mut commits = Vec::new();
@@ -224,7 +249,7 @@ fn results_gather_while_the_queue_is_long_and_are_stored_when_it_runs_low() {
 /// other run, spread or not, records whether that job had ended when it started.
 struct Spreading {
     inner: CpuExecutor,
-    gate: Mutex<Option<mpsc::Receiver<()>>>,
+    gate: Gate,
     spread_ended: std::sync::atomic::AtomicBool,
     started_after_spread: Mutex<Vec<bool>>,
 }
@@ -247,14 +272,10 @@ impl Executor for Spreading {
     }
 
     fn run_spread(&self, model: &Model, input: &Tensor) -> Result<Tensor, ExecutionError> {
-        let gate = self.gate.lock().unwrap().take();
-        match gate {
-            Some(rx) => rx
-                .recv_timeout(Duration::from_secs(60))
-                .expect("the test opens the gate"),
+        if !self.gate.pass() {
             // A later job that found itself alone (its worker started late, the others
             // done) spreads too; it must also start after the first.
-            None => self.record_start(),
+            self.record_start();
         }
         let out = self.inner.run_spread(model, input);
         self.spread_ended
@@ -273,36 +294,24 @@ impl Executor for Spreading {
 #[test]
 fn no_job_starts_beside_a_spreading_one() {
     let model = Arc::new(demo::model().unwrap());
-    let (open, gate) = mpsc::channel();
+    let (open, gate) = Gate::new();
     let executor = Arc::new(Spreading {
         inner: CpuExecutor,
-        gate: Mutex::new(Some(gate)),
+        gate,
         spread_ended: Default::default(),
         started_after_spread: Mutex::new(Vec::new()),
     });
-    let (tx, rx) = mpsc::channel::<Completed>();
-    let mut pool = ExecutionPool::start(executor.clone(), 2, 2, 1, Duration::ZERO, move |done| {
-        for c in done {
-            let _ = tx.send(c);
-        }
-    })
-    .unwrap();
-    let job = |i: u64| Job {
-        id: i,
-        model: model.clone(),
-        input: demo::input(&demo::tokens(&format!("sentence number {i}"))).unwrap(),
-        done: None,
-        request: None,
-    };
-    pool.submit(job(0)).unwrap();
+    let (mut pool, rx) = forwarding_pool(executor.clone(), 2, 2, 1);
+    let sentence = |i: u64| job(i, &model, &format!("sentence number {i}"));
+    pool.submit(sentence(0)).unwrap();
     // Job 0 is alone, so it spreads (and waits at the gate): wait until it is running.
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while executor.gate.lock().unwrap().is_some() {
+    while !executor.gate.reached() {
         assert!(std::time::Instant::now() < deadline, "job 0 never started");
         std::thread::yield_now();
     }
     for i in 1..=4 {
-        pool.submit(job(i)).unwrap();
+        pool.submit(sentence(i)).unwrap();
     }
     open.send(()).unwrap();
     let mut seen = Vec::new();
