@@ -400,6 +400,11 @@ pub fn run(program: &Program, weights: &Weights, input: &Tensor) -> Result<Tenso
 /// (a worker pool's only running job): its larger products and attention heads are offered
 /// to the other threads, which take them while idle. Same output as [`run`]. Called from
 /// outside the pool, it is [`run`].
+///
+/// A caller must not spawn other jobs on the same pool while this runs: a thread waiting in
+/// one of its joins for a piece may take such a job from the pool's queue and run all of it
+/// there, nested, while the other threads idle and this program waits for it. (The
+/// sequencer's worker pool holds new jobs back while a job spreads.)
 pub fn run_spread(program: &Program, weights: &Weights, input: &Tensor) -> Result<Tensor> {
     if rayon::current_thread_index().is_some() {
         return run_in_pool(program, weights, input, false);
