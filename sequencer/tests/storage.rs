@@ -355,3 +355,156 @@ fn an_older_readable_version_is_upgraded_and_others_are_refused() {
         other => panic!("expected a schema version error, got {other:?}"),
     }
 }
+
+/// Batching, posting and fee bumps write a request's state and a batch's transaction once,
+/// never the request records again (their input and output: ~2 KB each for MiniLM) nor the
+/// transaction on every status change; an older database's inline forms still read.
+#[test]
+fn batching_and_posting_leave_request_records_and_the_signed_transaction_as_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = SequencerDb::open(dir.path()).unwrap();
+    let ids = db.accept((0..3).map(new_request).collect()).unwrap();
+    let results: Vec<Execution> = ids
+        .iter()
+        .map(|&id| Execution {
+            id,
+            request: None,
+            output: Ok(output(id)),
+        })
+        .collect();
+    db.record_executions(&results).unwrap();
+    let raw = |db: &SequencerDb, id: u64| db.tx().unwrap().get::<Requests>(&id).unwrap();
+    let executed: Vec<_> = ids.iter().map(|&id| raw(&db, id).unwrap()).collect();
+    let stored_tx = |db: &SequencerDb| db.tx().unwrap().get::<BatchTxs>(&0).unwrap();
+    let inline_raw = |db: &SequencerDb| match db.tx().unwrap().get::<Batches>(&0).unwrap() {
+        Some(BatchRecord {
+            status: BatchStatus::Signed(t) | BatchStatus::Sent { tx: t, .. },
+            ..
+        }) => Some(t.raw.len()),
+        _ => None,
+    };
+
+    let batch = db.make_batch(10).unwrap().unwrap();
+    let tx = SignedTx {
+        hash: H256([7; 32]),
+        raw: vec![5; 100],
+        nonce: 1,
+    };
+    db.set_batch_status(0, BatchStatus::Signed(tx.clone()), 1)
+        .unwrap();
+    assert_eq!(stored_tx(&db), Some(tx.clone()));
+    assert_eq!(inline_raw(&db), Some(0), "the record keeps the hash only");
+    db.set_batch_status(
+        0,
+        BatchStatus::Sent {
+            tx: tx.clone(),
+            sent_at_ms: 9,
+        },
+        1,
+    )
+    .unwrap();
+    let sent = db.batch(0).unwrap().unwrap();
+    assert_eq!(
+        sent.status,
+        BatchStatus::Sent {
+            tx: tx.clone(),
+            sent_at_ms: 9
+        },
+        "read back whole"
+    );
+    assert_eq!(db.unposted_batches().unwrap()[0].status, sent.status);
+    // A fee bump stores the replacement in place of the transaction.
+    let bumped = SignedTx {
+        hash: H256([8; 32]),
+        raw: vec![6; 101],
+        nonce: 1,
+    };
+    db.replace_batch_tx(0, bumped.clone()).unwrap();
+    assert_eq!(stored_tx(&db), Some(bumped.clone()));
+    assert_eq!(
+        db.batch(0).unwrap().unwrap().status,
+        BatchStatus::Signed(bumped.clone())
+    );
+    for &id in &batch.requests {
+        let view = db.request(id).unwrap().unwrap();
+        assert_eq!(view.request.status, RequestStatus::Batched);
+        assert_eq!(view.request.batch, Some(0));
+        assert_eq!(
+            view.batch.unwrap().status,
+            BatchStatus::Signed(bumped.clone())
+        );
+    }
+    db.set_batch_status(
+        0,
+        BatchStatus::Posted {
+            tx_hash: bumped.hash,
+            block: 3,
+        },
+        1,
+    )
+    .unwrap();
+    assert_eq!(stored_tx(&db), None, "posted: the transaction is not kept");
+    for (&id, record) in ids.iter().zip(&executed) {
+        assert_eq!(
+            db.request(id).unwrap().unwrap().request.status,
+            RequestStatus::Posted
+        );
+        assert_eq!(
+            raw(&db, id).as_ref(),
+            Some(record),
+            "request {id}'s record untouched"
+        );
+    }
+    assert_eq!(db.requests(0, 10).unwrap()[1].status, RequestStatus::Posted);
+    let report = sequencer::db::inspect(&db).unwrap();
+    assert_eq!(report["requests_by_status"]["posted"], 3);
+
+    // An older database: the batched state in the record itself, the transaction inline.
+    {
+        let w = db.tx_mut().unwrap();
+        let mut old = raw(&db, 0).unwrap();
+        old.status = RequestStatus::Batched;
+        old.batch = Some(1);
+        w.delete::<RequestStates>(&0).unwrap();
+        w.put::<Requests>(&0, &old).unwrap();
+        let mut b = db.batch(0).unwrap().unwrap();
+        b.id = 1;
+        b.requests = vec![0];
+        b.status = BatchStatus::Signed(tx.clone());
+        w.put::<Batches>(&1, &b).unwrap();
+        w.commit().unwrap();
+    }
+    let view = db.request(0).unwrap().unwrap();
+    assert_eq!(
+        (view.request.status, view.request.batch),
+        (RequestStatus::Batched, Some(1))
+    );
+    assert_eq!(view.batch.unwrap().status, BatchStatus::Signed(tx.clone()));
+    db.set_batch_status(
+        1,
+        BatchStatus::Sent {
+            tx: tx.clone(),
+            sent_at_ms: 1,
+        },
+        1,
+    )
+    .unwrap();
+    assert_eq!(
+        db.tx().unwrap().get::<BatchTxs>(&1).unwrap(),
+        Some(tx.clone()),
+        "moved out of the record on its next write"
+    );
+    db.set_batch_status(
+        1,
+        BatchStatus::Posted {
+            tx_hash: tx.hash,
+            block: 4,
+        },
+        1,
+    )
+    .unwrap();
+    assert_eq!(
+        db.request(0).unwrap().unwrap().request.status,
+        RequestStatus::Posted
+    );
+}

@@ -24,11 +24,12 @@ impl SequencerDb {
             let mut record = record.clone();
             record.request = tx.get::<RequestIds>(&request_id)?;
             if let Some(id) = record.request
-                && let Some(mut r) = tx.get::<Requests>(&id)?
-                && matches!(r.status, RequestStatus::Posted | RequestStatus::Final)
+                && tx.get::<Requests>(&id)?.is_some()
             {
-                r.status = RequestStatus::Disputed;
-                tx.put::<Requests>(&id, &r)?;
+                let state = super::state(tx, id)?;
+                if matches!(state.status, RequestStatus::Posted | RequestStatus::Final) {
+                    super::set_state(tx, id, RequestStatus::Disputed, state.batch)?;
+                }
             }
             tx.put::<Games>(&key, &record)?;
             Ok(true)
@@ -70,12 +71,13 @@ impl SequencerDb {
             let Some(id) = game.request else {
                 return Ok(());
             };
-            let Some(mut r) = tx.get::<Requests>(&id)? else {
+            if tx.get::<Requests>(&id)?.is_none() {
                 return Ok(());
-            };
+            }
+            let state = super::state(tx, id)?;
             let next = match status {
                 GameStatus::Lost => RequestStatus::Invalidated,
-                GameStatus::Won if r.status == RequestStatus::Disputed => {
+                GameStatus::Won if state.status == RequestStatus::Disputed => {
                     let others = tx
                         .walk::<Games>(None, usize::MAX)?
                         .into_iter()
@@ -89,9 +91,7 @@ impl SequencerDb {
                 }
                 _ => return Ok(()),
             };
-            r.status = next;
-            tx.put::<Requests>(&id, &r)?;
-            Ok(())
+            super::set_state(tx, id, next, state.batch)
         })
     }
 }

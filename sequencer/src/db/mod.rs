@@ -6,7 +6,7 @@ pub mod tables;
 
 use crate::claim::{Claim, commit_batch};
 use crate::storage::{Database, Result as StorageResult, StorageError, TableStats, Tx};
-use signet_libmdbx::tx::{RoSync, Rw};
+use signet_libmdbx::tx::{RoSync, Rw, TransactionKind};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -375,10 +375,7 @@ impl SequencerDb {
                         }),
                     },
                 )?;
-                let mut record = request(tx, rid)?;
-                record.status = RequestStatus::Batched;
-                record.batch = Some(id);
-                tx.put::<Requests>(&rid, &record)?;
+                set_state(tx, rid, RequestStatus::Batched, Some(id))?;
                 tx.delete::<BatchQueue>(&rid)?;
             }
             let batch = BatchRecord {
@@ -389,7 +386,7 @@ impl SequencerDb {
                 created_at_ms: now,
                 attempts: 0,
             };
-            tx.put::<Batches>(&id, &batch)?;
+            put_batch(tx, batch.clone())?;
             tx.put::<UnpostedBatches>(&id, &())?;
             Ok(Some(batch))
         })
@@ -407,7 +404,10 @@ impl SequencerDb {
 
     /// One batch.
     pub fn batch(&self, id: u64) -> Result<Option<BatchRecord>> {
-        Ok(self.db.view(|tx| tx.get::<Batches>(&id))?)
+        self.db.view(|tx| match tx.get::<Batches>(&id)? {
+            Some(_) => batch(tx, id).map(Some),
+            None => Ok(None),
+        })
     }
 
     /// Stores a batch's new status (and attempt count). Once it is posted, its requests
@@ -417,10 +417,9 @@ impl SequencerDb {
             let mut record = batch(tx, id)?;
             if matches!(status, BatchStatus::Posted { .. }) {
                 for &rid in &record.requests {
-                    let mut r = request(tx, rid)?;
-                    if r.status == RequestStatus::Batched {
-                        r.status = RequestStatus::Posted;
-                        tx.put::<Requests>(&rid, &r)?;
+                    let state = state(tx, rid)?;
+                    if state.status == RequestStatus::Batched {
+                        set_state(tx, rid, RequestStatus::Posted, state.batch)?;
                     }
                 }
                 tx.delete::<UnpostedBatches>(&id)?;
@@ -432,8 +431,7 @@ impl SequencerDb {
             }
             record.status = status;
             record.attempts = attempts;
-            tx.put::<Batches>(&id, &record)?;
-            Ok(())
+            put_batch(tx, record)
         })
     }
 
@@ -456,8 +454,7 @@ impl SequencerDb {
             replaced.push(old);
             tx.put::<ReplacedTxs>(&id, &replaced)?;
             record.status = BatchStatus::Signed(replacement);
-            tx.put::<Batches>(&id, &record)?;
-            Ok(())
+            put_batch(tx, record)
         })
     }
 
@@ -472,12 +469,12 @@ impl SequencerDb {
     /// Everything about one request.
     pub fn request(&self, id: u64) -> Result<Option<RequestView>> {
         self.db.view(|tx| {
-            let Some(request) = tx.get::<Requests>(&id)? else {
+            let Some(request) = request_opt(tx, id)? else {
                 return Ok(None);
             };
             let claim = tx.get::<Claims>(&id)?;
             let batch = match request.batch {
-                Some(b) => tx.get::<Batches>(&b)?,
+                Some(b) => Some(batch(tx, b)?),
                 None => None,
             };
             Ok(Some(RequestView {
@@ -507,14 +504,12 @@ impl SequencerDb {
 
     /// Up to `limit` requests from number `from` on.
     pub fn requests(&self, from: u64, limit: usize) -> Result<Vec<RequestRecord>> {
-        Ok(self.db.view(|tx| {
-            Ok::<_, StorageError>(
-                tx.walk::<Requests>(Some(&from), limit)?
-                    .into_iter()
-                    .map(|(_, r)| r)
-                    .collect(),
-            )
-        })?)
+        self.db.view(|tx| {
+            tx.walk::<Requests>(Some(&from), limit)?
+                .into_iter()
+                .map(|(id, r)| with_state(tx, id, r))
+                .collect()
+        })
     }
 
     /// Per-table statistics.
@@ -573,16 +568,102 @@ fn new_record(
     }
 }
 
-fn request<K: signet_libmdbx::tx::TransactionKind>(tx: &Tx<K>, id: u64) -> Result<RequestRecord> {
-    tx.get::<Requests>(&id)?.ok_or(DbError::Missing {
+/// Request `id` as it stands now: its record with its [`RequestStates`] entry, if any.
+fn request_opt<K: TransactionKind>(tx: &Tx<K>, id: u64) -> Result<Option<RequestRecord>> {
+    match tx.get::<Requests>(&id)? {
+        Some(r) => with_state(tx, id, r).map(Some),
+        None => Ok(None),
+    }
+}
+
+fn request<K: TransactionKind>(tx: &Tx<K>, id: u64) -> Result<RequestRecord> {
+    request_opt(tx, id)?.ok_or(DbError::Missing {
         what: "request",
         id,
     })
 }
 
-fn batch<K: signet_libmdbx::tx::TransactionKind>(tx: &Tx<K>, id: u64) -> Result<BatchRecord> {
-    tx.get::<Batches>(&id)?
-        .ok_or(DbError::Missing { what: "batch", id })
+/// `record` (request `id`'s) with its state entry's status and batch, if it has one.
+fn with_state<K: TransactionKind>(
+    tx: &Tx<K>,
+    id: u64,
+    mut record: RequestRecord,
+) -> Result<RequestRecord> {
+    if let Some(s) = tx.get::<RequestStates>(&id)? {
+        record.status = s.status;
+        record.batch = s.batch;
+    }
+    Ok(record)
+}
+
+/// Request `id`'s status and batch, without reading its whole record where a state entry
+/// holds them.
+fn state<K: TransactionKind>(tx: &Tx<K>, id: u64) -> Result<RequestState> {
+    if let Some(s) = tx.get::<RequestStates>(&id)? {
+        return Ok(s);
+    }
+    let r = request(tx, id)?;
+    Ok(RequestState {
+        status: r.status,
+        batch: r.batch,
+    })
+}
+
+/// Sets request `id`'s status and batch (its record stays as executed).
+fn set_state(tx: &Tx<Rw>, id: u64, status: RequestStatus, batch: Option<u64>) -> Result<()> {
+    tx.put::<RequestStates>(&id, &RequestState { status, batch })?;
+    Ok(())
+}
+
+/// Batch `id`, its signed transaction read back from [`BatchTxs`] (a batch record of an
+/// older database may hold it inline).
+fn batch<K: TransactionKind>(tx: &Tx<K>, id: u64) -> Result<BatchRecord> {
+    let mut record = tx
+        .get::<Batches>(&id)?
+        .ok_or(DbError::Missing { what: "batch", id })?;
+    if let BatchStatus::Signed(t) | BatchStatus::Sent { tx: t, .. } = &mut record.status
+        && t.raw.is_empty()
+    {
+        let stored = tx.get::<BatchTxs>(&id)?.ok_or(DbError::Missing {
+            what: "batch transaction",
+            id,
+        })?;
+        if stored.hash != t.hash {
+            return Err(DbError::Missing {
+                what: "batch transaction (of the hash recorded)",
+                id,
+            });
+        }
+        *t = stored;
+    }
+    Ok(record)
+}
+
+/// Stores `record`: its signed transaction, if it has one, goes to [`BatchTxs`] (written
+/// only when it is not there already: a status change from signed to sent, or a re-send,
+/// writes a few bytes instead of the transaction), the record without it to [`Batches`].
+fn put_batch(tx: &Tx<Rw>, mut record: BatchRecord) -> Result<()> {
+    let id = record.id;
+    match &mut record.status {
+        BatchStatus::Signed(t) | BatchStatus::Sent { tx: t, .. } => {
+            // The transaction is in `BatchTxs` already when the stored record names the same
+            // hash without holding it inline.
+            let stored_there = matches!(
+                tx.get::<Batches>(&id)?.map(|b| b.status),
+                Some(BatchStatus::Signed(old) | BatchStatus::Sent { tx: old, .. })
+                    if old.hash == t.hash && old.raw.is_empty()
+            );
+            if !stored_there {
+                tx.put::<BatchTxs>(&id, t)?;
+            }
+            t.raw = Vec::new();
+        }
+        BatchStatus::Ready | BatchStatus::Posted { .. } => {
+            tx.delete::<BatchTxs>(&id)?;
+        }
+    }
+    tx.put::<Batches>(&id, &record)?;
+    Ok(())
 }
 
 /// A summary of the database for `sequencer db stats`: each table's entries and size,
@@ -594,8 +675,9 @@ pub fn inspect(db: &SequencerDb) -> Result<serde_json::Value> {
         let mut requests: BTreeMap<&'static str, u64> = BTreeMap::new();
         let mut cursor = tx.cursor::<Requests>()?;
         let mut next = cursor.first()?;
-        while let Some((_, r)) = next {
-            *requests.entry(r.status.as_str()).or_default() += 1;
+        while let Some((id, r)) = next {
+            let status = tx.get::<RequestStates>(&id)?.map_or(r.status, |s| s.status);
+            *requests.entry(status.as_str()).or_default() += 1;
             next = cursor.next()?;
         }
         let mut batches: BTreeMap<&'static str, u64> = BTreeMap::new();
