@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo run --release -p sequencer --example bench_serve -- [--backend rust|tch] [--pairs 5]
-//!     [--seconds 8] [--clients 16] [--threads 2] [--max-batch 8] [--stack N] [--store-gather-ms N]
+//!     [--seconds 8] [--clients 16] [--client-threads 0] [--threads 2] [--max-batch 8] [--stack N] [--store-gather-ms N]
 //!     [--no-chain]
 //! ```
 //!
@@ -12,10 +12,11 @@
 //!   job taking the next sentence as soon as it is done (what the sequencer's worker pool
 //!   does), outputs dropped.
 //! * **B, serving**: the whole sequencer in this process (`service::start_with`, the same
-//!   executor): `clients` threads POST the sentences to `/v1/inference` and wait for each
+//!   executor): `clients` clients POST the sentences to `/v1/inference` and wait for each
 //!   output (each on one kept-alive connection, writing requests built beforehand and
-//!   checking each answer's status and length: a load generator light enough not to take
-//!   the cores it shares with the sequencer here), through HTTP, the group commit of the
+//!   checking each answer's status and length, each client on a thread of its own unless
+//!   `--client-threads` says fewer: a load generator light enough not to take the cores it
+//!   shares with the sequencer here), through HTTP, the group commit of the
 //!   request to MDBX, the worker pool, the output's commit, claims and batches; the batches
 //!   are posted to a real anvil with the real contracts (`--no-chain`, or no anvil at
 //!   `--anvil`: batches are built but not posted, and the report says so).
@@ -60,9 +61,15 @@ struct Args {
     /// Seconds per run.
     #[arg(long, default_value_t = 8.0)]
     seconds: f64,
-    /// Concurrent HTTP clients of the serving runs.
+    /// Concurrent HTTP clients of the serving runs (each one connection, one request at a
+    /// time).
     #[arg(long, default_value_t = 16)]
     clients: usize,
+    /// Threads the clients run on, each an event loop for its share of them (0: one thread
+    /// each, as the figures in the README were measured; 1: one loop for all, as a load
+    /// balancer in front of the sequencer would drive them).
+    #[arg(long, default_value_t = 0)]
+    client_threads: usize,
     /// Worker threads (the execution pool's, and inference alone's).
     #[arg(long, default_value_t = 2)]
     threads: usize,
@@ -299,68 +306,115 @@ fn run_sentences<'a>(
     (ok, failed)
 }
 
-/// A load generator's HTTP/1.1 client on one kept-alive connection: each request is
-/// written from bytes built once, and each answer is read and checked (status 200, a
-/// non-empty body of the announced length). Far less CPU a request than a general client,
-/// which matters here: the clients share the sequencer's cores, where in production they
-/// run elsewhere.
-struct RawClient {
-    stream: std::net::TcpStream,
-    buf: Vec<u8>,
+/// Whether `buf` holds a whole answer to one request: `Some(true)` for a 200 with a
+/// non-empty body of the announced length, `Some(false)` for any other whole answer, `None`
+/// while bytes are missing. Bytes past the body are an error (nothing is pipelined).
+fn whole_answer(buf: &[u8]) -> std::io::Result<Option<bool>> {
+    let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string());
+    let Some(head_end) = buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4) else {
+        return Ok(None);
+    };
+    let head = std::str::from_utf8(&buf[..head_end]).map_err(|_| bad("head not UTF-8"))?;
+    let status: u16 = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| bad("no status"))?;
+    let length: usize = head
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse().ok())?
+        })
+        .ok_or_else(|| bad("no content-length"))?;
+    match buf.len().cmp(&(head_end + length)) {
+        std::cmp::Ordering::Less => Ok(None),
+        std::cmp::Ordering::Equal => Ok(Some(status == 200 && length > 0)),
+        std::cmp::Ordering::Greater => Err(bad("bytes after the body (nothing was pipelined)")),
+    }
 }
 
-impl RawClient {
-    fn connect(addr: std::net::SocketAddr) -> std::io::Result<Self> {
-        let stream = std::net::TcpStream::connect(addr)?;
-        stream.set_nodelay(true)?;
-        Ok(Self {
-            stream,
-            buf: Vec::with_capacity(1 << 14),
-        })
+/// One HTTP/1.1 exchange on a kept-alive connection: the request written from bytes built
+/// once, the answer read whole and checked ([`whole_answer`]). Far less CPU a request than
+/// a general client, which matters here: the clients share the sequencer's cores, where in
+/// production they run elsewhere.
+async fn exchange(
+    stream: &tokio::net::TcpStream,
+    request: &[u8],
+    buf: &mut Vec<u8>,
+) -> std::io::Result<bool> {
+    use std::io::ErrorKind::WouldBlock;
+    let mut sent = 0;
+    while sent < request.len() {
+        stream.writable().await?;
+        match stream.try_write(&request[sent..]) {
+            Ok(n) => sent += n,
+            Err(e) if e.kind() == WouldBlock => {}
+            Err(e) => return Err(e),
+        }
     }
+    buf.clear();
+    let mut chunk = [0u8; 16384];
+    loop {
+        if let Some(ok) = whole_answer(buf)? {
+            return Ok(ok);
+        }
+        stream.readable().await?;
+        match stream.try_read(&mut chunk) {
+            Ok(0) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "connection closed before the whole answer",
+                ));
+            }
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
 
-    /// Sends one whole request; `Ok(true)` when the answer is a 200 with a body.
-    fn exchange(&mut self, request: &[u8]) -> std::io::Result<bool> {
-        use std::io::{Read, Write};
-        let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what);
-        self.stream.write_all(request)?;
-        self.buf.clear();
-        let mut chunk = [0u8; 8192];
-        let head_end = loop {
-            let n = self.stream.read(&mut chunk)?;
-            if n == 0 {
-                return Err(bad("connection closed before the answer's head"));
-            }
-            self.buf.extend_from_slice(&chunk[..n]);
-            if let Some(i) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break i + 4;
-            }
+/// One client until `deadline`: POSTs `requests[first]`, `requests[first + step]`, ... on
+/// one kept-alive connection, each after the answer to the last; a failed exchange counts
+/// as an error and reconnects.
+async fn client(
+    addr: std::net::SocketAddr,
+    requests: Arc<Vec<Vec<u8>>>,
+    first: usize,
+    step: usize,
+    deadline: Instant,
+    done: Arc<AtomicU64>,
+    errors: Arc<AtomicU64>,
+) {
+    let mut stream = None;
+    let mut buf = Vec::with_capacity(1 << 14);
+    let mut k = first;
+    while Instant::now() < deadline {
+        let request = &requests[k % requests.len()];
+        k += step;
+        if stream.is_none() {
+            stream = match tokio::net::TcpStream::connect(addr).await {
+                Ok(s) => s.set_nodelay(true).is_ok().then_some(s),
+                Err(_) => None,
+            };
+        }
+        let ok = match stream.as_ref() {
+            Some(s) => exchange(s, request, &mut buf).await,
+            None => Err(std::io::ErrorKind::ConnectionRefused.into()),
         };
-        let head = std::str::from_utf8(&self.buf[..head_end]).map_err(|_| bad("head not UTF-8"))?;
-        let status: u16 = head
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| bad("no status"))?;
-        let length: usize = head
-            .lines()
-            .find_map(|l| {
-                let (name, value) = l.split_once(':')?;
-                name.eq_ignore_ascii_case("content-length")
-                    .then(|| value.trim().parse().ok())?
-            })
-            .ok_or_else(|| bad("no content-length"))?;
-        while self.buf.len() < head_end + length {
-            let n = self.stream.read(&mut chunk)?;
-            if n == 0 {
-                return Err(bad("connection closed inside the body"));
+        match ok {
+            Ok(true) => {
+                done.fetch_add(1, Ordering::Relaxed);
             }
-            self.buf.extend_from_slice(&chunk[..n]);
+            Ok(false) => {
+                errors.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(_) => {
+                errors.fetch_add(1, Ordering::Relaxed);
+                stream = None;
+            }
         }
-        if self.buf.len() != head_end + length {
-            return Err(bad("bytes after the body (nothing was pipelined)"));
-        }
-        Ok(status == 200 && length > 0)
     }
 }
 
@@ -379,13 +433,16 @@ fn inference_requests(addr: std::net::SocketAddr, lines: &[String]) -> Vec<Vec<u
         .collect()
 }
 
-/// B: `clients` threads POST sentences to the sequencer at `addr` and wait for each output,
-/// for `seconds` (with `chain_pid`, anvil's process, its CPU time over the run too).
+/// B: `clients` clients POST sentences to the sequencer at `addr` and wait for each output,
+/// for `seconds` (with `chain_pid`, anvil's process, its CPU time over the run too). The
+/// clients are tasks on `client_threads` threads (each a single-threaded runtime), client
+/// `c` on thread `c % client_threads`.
 fn run_serving(
     addr: std::net::SocketAddr,
     chain_pid: Option<u32>,
     requests: &Arc<Vec<Vec<u8>>>,
     clients: usize,
+    client_threads: usize,
     seconds: f64,
     ticks: f64,
 ) -> Result<Run, Error> {
@@ -397,47 +454,48 @@ fn run_serving(
     let roles0 = thread_cpu_seconds(ticks)?;
     let started = Instant::now();
     let deadline = started + Duration::from_secs_f64(seconds);
-    let threads: Vec<_> = (0..clients)
-        .map(|c| {
+    let client_threads = match client_threads {
+        0 => clients.max(1),
+        n => n.min(clients.max(1)),
+    };
+    let threads: Vec<_> = (0..client_threads)
+        .map(|t| {
             let (requests, done, errors) = (requests.clone(), done.clone(), errors.clone());
             std::thread::Builder::new()
-                .name(format!("client-{c}"))
-                .spawn(move || -> f64 {
+                .name(format!("client-{t}"))
+                .spawn(move || -> Result<f64, String> {
                     let cpu0 = cpu_seconds("/proc/thread-self/stat", ticks).unwrap_or(0.0);
-                    let mut client = None;
-                    let mut k = c;
-                    while Instant::now() < deadline {
-                        let request = &requests[k % requests.len()];
-                        k += clients;
-                        // The client reads each answer (the output is what it came for).
-                        // A failed exchange counts as an error and reconnects.
-                        if client.is_none() {
-                            client = RawClient::connect(addr).ok();
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .map_err(|e| e.to_string())?;
+                    runtime.block_on(async {
+                        let tasks: Vec<_> = (t..clients)
+                            .step_by(client_threads)
+                            .map(|c| {
+                                tokio::spawn(client(
+                                    addr,
+                                    requests.clone(),
+                                    c,
+                                    clients,
+                                    deadline,
+                                    done.clone(),
+                                    errors.clone(),
+                                ))
+                            })
+                            .collect();
+                        for task in tasks {
+                            task.await.map_err(|e| e.to_string())?;
                         }
-                        let ok = match client.as_mut() {
-                            Some(cl) => cl.exchange(request),
-                            None => Err(std::io::ErrorKind::ConnectionRefused.into()),
-                        };
-                        match ok {
-                            Ok(true) => {
-                                done.fetch_add(1, Ordering::Relaxed);
-                            }
-                            Ok(false) => {
-                                errors.fetch_add(1, Ordering::Relaxed);
-                            }
-                            Err(_) => {
-                                errors.fetch_add(1, Ordering::Relaxed);
-                                client = None;
-                            }
-                        }
-                    }
-                    cpu_seconds("/proc/thread-self/stat", ticks).unwrap_or(0.0) - cpu0
+                        Ok::<_, String>(())
+                    })?;
+                    Ok(cpu_seconds("/proc/thread-self/stat", ticks).unwrap_or(0.0) - cpu0)
                 })
         })
         .collect::<Result<_, _>>()?;
     let mut client_cpu = 0.0;
     for t in threads {
-        client_cpu += t.join().map_err(|_| "a client thread panicked")?;
+        client_cpu += t.join().map_err(|_| "a client thread panicked")??;
     }
     let seconds = started.elapsed().as_secs_f64();
     let roles = thread_cpu_seconds(ticks)?;
@@ -596,6 +654,7 @@ fn main() -> Result<(), Error> {
         chain_pid,
         &requests,
         args.clients,
+        args.client_threads,
         2.0,
         ticks,
     )?;
@@ -644,6 +703,7 @@ fn main() -> Result<(), Error> {
                 chain_pid,
                 &requests,
                 args.clients,
+                args.client_threads,
                 args.seconds,
                 ticks,
             )?
@@ -676,6 +736,23 @@ fn main() -> Result<(), Error> {
     }
     let batches = running.state().metrics.batches.get();
     let posted = running.state().metrics.batches_posted.get();
+    // The storing thread's commits over the whole process (warm-up included).
+    let exposition = running.state().metrics.encode();
+    let metric = |name: &str| {
+        exposition
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(name)?
+                    .strip_prefix(' ')?
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+            })
+            .unwrap_or(f64::NAN)
+    };
+    let commits = metric("sequencer_store_commit_size_count");
+    let results_per_commit = metric("sequencer_store_commit_size_sum") / commits;
+    let commit_ms = metric("sequencer_store_commit_latency_seconds_sum") / commits * 1e3;
     let a_rps = median(a_runs.iter().map(Run::per_second).collect());
     let b_rps = median(b_runs.iter().map(Run::per_second).collect());
     let a_cpu = median(a_runs.iter().map(Run::cpu_ms_per_request).collect());
@@ -688,7 +765,7 @@ fn main() -> Result<(), Error> {
         json!({
             "summary": true,
             "backend": args.backend.to_string(),
-            "threads": args.threads, "clients": args.clients, "max_batch": args.max_batch, "stack": stack,
+            "threads": args.threads, "clients": args.clients, "client_threads": args.client_threads, "max_batch": args.max_batch, "stack": stack,
             "http_threads": config_threads,
             "pairs": args.pairs, "seconds_per_run": args.seconds,
             "inference_alone_rps_median": round3(a_rps),
@@ -699,6 +776,9 @@ fn main() -> Result<(), Error> {
             "inference_alone_cpu_ms_per_request_median": round3(a_cpu),
             "serving_cpu_ms_per_request_median": round3(b_cpu),
             "cpu_ratio_alone_over_serving": round3(a_cpu / b_cpu),
+            "store_commits": commits,
+            "results_per_store_commit": round3(results_per_commit),
+            "store_commit_ms_mean": round3(commit_ms),
             "anvil_cpu_ms_per_request_median":
                 round3(median(b_runs.iter().map(Run::chain_cpu_ms_per_request).collect())),
             "client_cpu_ms_per_request_median":

@@ -102,6 +102,10 @@ pub struct Metrics {
     pub inference_seconds: Histogram,
     /// Time from acceptance to a stored output, as a waiting client sees it.
     pub request_seconds: Histogram,
+    /// Results stored by one commit of the storing thread.
+    pub store_commit_size: Histogram,
+    /// Time one commit of results takes (`fdatasync` included).
+    pub store_commit_seconds: Histogram,
     /// Claims per batch.
     pub batch_size: Histogram,
     /// Batches built.
@@ -165,6 +169,18 @@ impl Metrics {
             "request_latency_seconds",
             "Time from a request's acceptance to its stored output",
             request_seconds.clone(),
+        );
+        let store_commit_size = Histogram::new(exponential_buckets(1.0, 2.0, 10));
+        registry.register(
+            "store_commit_size",
+            "Results (outputs of executed requests) stored by one database commit",
+            store_commit_size.clone(),
+        );
+        let store_commit_seconds = Histogram::new(exponential_buckets(0.000_05, 2.0, 16));
+        registry.register(
+            "store_commit_latency_seconds",
+            "Time one commit of results takes, fdatasync included",
+            store_commit_seconds.clone(),
         );
         let batch_size = Histogram::new(exponential_buckets(1.0, 2.0, 12));
         registry.register("batch_size", "Claims per batch", batch_size.clone());
@@ -275,6 +291,8 @@ impl Metrics {
             requests,
             inference_seconds,
             request_seconds,
+            store_commit_size,
+            store_commit_seconds,
             batch_size,
             batches,
             batches_posted,

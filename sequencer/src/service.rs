@@ -120,8 +120,15 @@ fn store_results(
         .collect();
     let mut backoff = Duration::from_millis(50);
     let views = loop {
+        let started = std::time::Instant::now();
         match db.record_executions(&results) {
-            Ok(views) => break views,
+            Ok(views) => {
+                metrics
+                    .store_commit_seconds
+                    .observe(started.elapsed().as_secs_f64());
+                metrics.store_commit_size.observe(results.len() as f64);
+                break views;
+            }
             Err(e) => {
                 tracing::error!(target: "sequencer::execution", error = %e, "storing outputs failed; retrying");
                 std::thread::sleep(backoff);
