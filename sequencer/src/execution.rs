@@ -652,6 +652,11 @@ fn work(
     done_tx: mpsc::Sender<Completed>,
     mut group: Vec<Job>,
 ) {
+    // `rayon::spawn` below starts jobs on the pool of the calling thread: this one's.
+    debug_assert!(
+        rayon::current_thread_index().is_some(),
+        "work runs on the pool's threads"
+    );
     loop {
         let started = Instant::now();
         let results = run_group(&*executor, &shared, &group);
