@@ -387,7 +387,10 @@ fn serves_minilm_over_http() {
     // Every output stored by some commit of the storing thread, each commit timed.
     assert_eq!(m["sequencer_store_commit_size_sum"], ids.len() as f64);
     let commits = m["sequencer_store_commit_size_count"];
-    assert!((1.0..=ids.len() as f64).contains(&commits), "{commits} commits");
+    assert!(
+        (1.0..=ids.len() as f64).contains(&commits),
+        "{commits} commits"
+    );
     assert_eq!(m["sequencer_store_commit_latency_seconds_count"], commits);
     for gauge in [
         "sequencer_queue_depth",

@@ -238,7 +238,9 @@ pub struct RequestRecord {
     pub request_id: H256,
     /// Whether it came from the rollup's `requestInference` rather than HTTP.
     pub on_chain: bool,
-    /// Where it stands.
+    /// Where it stands. In the `Requests` table, where it stood when executed: later moves
+    /// (batched, posted, disputed, ...) are in [`RequestStates`], which every
+    /// `SequencerDb` reader applies.
     pub status: RequestStatus,
     /// The model family's name.
     pub model: String,
@@ -250,7 +252,7 @@ pub struct RequestRecord {
     pub output: Option<TensorRecord>,
     /// Why execution failed, if it did.
     pub error: Option<String>,
-    /// Its batch, once batched.
+    /// Its batch, once batched (in the `Requests` table: see `status`).
     pub batch: Option<u64>,
     /// Accepted at (ms since the Unix epoch).
     pub accepted_at_ms: u64,
