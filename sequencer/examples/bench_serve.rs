@@ -146,9 +146,8 @@ const ROLES: [&str; 4] = ["workers", "storer", "runtime", "other"];
 /// (`exec-N`), its storing thread (`exec-store`), the async runtime's threads with its
 /// blocking pool (`sequencer-rt`: HTTP, tokenizing, batching, posting, on-chain requests)
 /// and any other thread; the load generator's (`client-N`) and inference alone's (`alone-N`)
-/// threads are left out. A thread that ended is missing from the next reading, so a run's
-/// difference counts only threads alive at its end (the runtime's blocking threads live on
-/// while there is work).
+/// threads are left out. A thread that ended is missing from the next reading: a run counts
+/// the process's time that no live thread accounts for as "other" ([`run_serving`]).
 fn thread_cpu_seconds(ticks: f64) -> Result<[f64; 4], Error> {
     let mut by_role = [0.0; 4];
     for task in std::fs::read_dir("/proc/self/task")? {
@@ -499,14 +498,20 @@ fn run_serving(
     }
     let seconds = started.elapsed().as_secs_f64();
     let roles = thread_cpu_seconds(ticks)?;
+    let cpu = cpu_seconds("/proc/self/stat", ticks)? - cpu0 - client_cpu;
+    let mut role_cpu: [f64; 4] = std::array::from_fn(|i| roles[i] - roles0[i]);
+    // "other" is the rest of the process's time, so the roles add up to it: a thread that
+    // ended during the run (a blocking thread idle too long) is missing from the second
+    // reading, and its time lands there.
+    role_cpu[3] = cpu - role_cpu[..3].iter().sum::<f64>();
     Ok(Run {
         requests: done.load(Ordering::Relaxed),
         errors: errors.load(Ordering::Relaxed),
         seconds,
-        cpu_seconds: cpu_seconds("/proc/self/stat", ticks)? - cpu0 - client_cpu,
+        cpu_seconds: cpu,
         chain_cpu_seconds: chain_cpu()? - chain0,
         client_cpu_seconds: client_cpu,
-        role_cpu_seconds: std::array::from_fn(|i| roles[i] - roles0[i]),
+        role_cpu_seconds: role_cpu,
     })
 }
 
