@@ -3,7 +3,7 @@
 //! restart resumes the open ones and never starts one twice; its end is recorded with the
 //! disputed request's new status in the same transaction.
 
-use super::tables::{GameRecord, GameStatus, Games, RequestIds, RequestStatus, Requests};
+use super::tables::{GameRecord, GameStatus, Games, RequestIds, RequestStatus};
 use super::{Result, SequencerDb};
 
 impl SequencerDb {
@@ -24,12 +24,10 @@ impl SequencerDb {
             let mut record = record.clone();
             record.request = tx.get::<RequestIds>(&request_id)?;
             if let Some(id) = record.request
-                && tx.get::<Requests>(&id)?.is_some()
+                && let Some(state) = super::state_opt(tx, id)?
+                && matches!(state.status, RequestStatus::Posted | RequestStatus::Final)
             {
-                let state = super::state(tx, id)?;
-                if matches!(state.status, RequestStatus::Posted | RequestStatus::Final) {
-                    super::set_state(tx, id, RequestStatus::Disputed, state.batch)?;
-                }
+                super::set_state(tx, id, RequestStatus::Disputed, state.batch)?;
             }
             tx.put::<Games>(&key, &record)?;
             Ok(true)
@@ -71,10 +69,9 @@ impl SequencerDb {
             let Some(id) = game.request else {
                 return Ok(());
             };
-            if tx.get::<Requests>(&id)?.is_none() {
+            let Some(state) = super::state_opt(tx, id)? else {
                 return Ok(());
-            }
-            let state = super::state(tx, id)?;
+            };
             let next = match status {
                 GameStatus::Lost => RequestStatus::Invalidated,
                 GameStatus::Won if state.status == RequestStatus::Disputed => {

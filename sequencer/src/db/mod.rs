@@ -404,10 +404,7 @@ impl SequencerDb {
 
     /// One batch.
     pub fn batch(&self, id: u64) -> Result<Option<BatchRecord>> {
-        self.db.view(|tx| match tx.get::<Batches>(&id)? {
-            Some(_) => batch(tx, id).map(Some),
-            None => Ok(None),
-        })
+        self.db.view(|tx| batch_opt(tx, id))
     }
 
     /// Stores a batch's new status (and attempt count). Once it is posted, its requests
@@ -596,16 +593,22 @@ fn with_state<K: TransactionKind>(
     Ok(record)
 }
 
-/// Request `id`'s status and batch, without reading its whole record where a state entry
-/// holds them.
-fn state<K: TransactionKind>(tx: &Tx<K>, id: u64) -> Result<RequestState> {
+/// Request `id`'s status and batch (`None`: no such request), without reading its whole
+/// record where a state entry holds them.
+fn state_opt<K: TransactionKind>(tx: &Tx<K>, id: u64) -> Result<Option<RequestState>> {
     if let Some(s) = tx.get::<RequestStates>(&id)? {
-        return Ok(s);
+        return Ok(Some(s));
     }
-    let r = request(tx, id)?;
-    Ok(RequestState {
+    Ok(tx.get::<Requests>(&id)?.map(|r| RequestState {
         status: r.status,
         batch: r.batch,
+    }))
+}
+
+fn state<K: TransactionKind>(tx: &Tx<K>, id: u64) -> Result<RequestState> {
+    state_opt(tx, id)?.ok_or(DbError::Missing {
+        what: "request",
+        id,
     })
 }
 
@@ -615,12 +618,16 @@ fn set_state(tx: &Tx<Rw>, id: u64, status: RequestStatus, batch: Option<u64>) ->
     Ok(())
 }
 
+fn batch<K: TransactionKind>(tx: &Tx<K>, id: u64) -> Result<BatchRecord> {
+    batch_opt(tx, id)?.ok_or(DbError::Missing { what: "batch", id })
+}
+
 /// Batch `id`, its signed transaction read back from [`BatchTxs`] (a batch record of an
 /// older database may hold it inline).
-fn batch<K: TransactionKind>(tx: &Tx<K>, id: u64) -> Result<BatchRecord> {
-    let mut record = tx
-        .get::<Batches>(&id)?
-        .ok_or(DbError::Missing { what: "batch", id })?;
+fn batch_opt<K: TransactionKind>(tx: &Tx<K>, id: u64) -> Result<Option<BatchRecord>> {
+    let Some(mut record) = tx.get::<Batches>(&id)? else {
+        return Ok(None);
+    };
     if let BatchStatus::Signed(t) | BatchStatus::Sent { tx: t, .. } = &mut record.status
         && t.raw.is_empty()
     {
@@ -636,7 +643,7 @@ fn batch<K: TransactionKind>(tx: &Tx<K>, id: u64) -> Result<BatchRecord> {
         }
         *t = stored;
     }
-    Ok(record)
+    Ok(Some(record))
 }
 
 /// Stores `record`: its signed transaction, if it has one, goes to [`BatchTxs`] (written
@@ -676,7 +683,7 @@ pub fn inspect(db: &SequencerDb) -> Result<serde_json::Value> {
         let mut cursor = tx.cursor::<Requests>()?;
         let mut next = cursor.first()?;
         while let Some((id, r)) = next {
-            let status = tx.get::<RequestStates>(&id)?.map_or(r.status, |s| s.status);
+            let status = with_state(tx, id, r)?.status;
             *requests.entry(status.as_str()).or_default() += 1;
             next = cursor.next()?;
         }
